@@ -1,0 +1,150 @@
+"""Native checkpoints: one .safetensors file whose metadata holds the model config as JSON.
+
+Never pickle for our own format. Foreign formats (Hugging Face folders, timm state dicts,
+.bin/.pt through torch.load(weights_only=True)) are read by edgeskin.hf_import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from edgeskin.models import ModelConfig, SkinViT, build_model
+from edgeskin.runtime.errors import EdgeskinError
+
+CONFIG_KEY = "edgeskin.config"
+PROVENANCE_KEY = "edgeskin.provenance"
+FORMAT_VERSION = "1"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for use, plus where it came from."""
+
+    model: SkinViT
+    source: Path
+    source_sha256: str
+    source_format: str  # "edgeskin", "hf-vit", "hf-distilvit", "hf-fcvit", "timm"
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a folder's files in name order (HF checkpoints are folders)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(model: SkinViT, path: str | Path, provenance: dict | None = None) -> Path:
+    """Write model weights + config atomically (temporary file, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": "pt",
+        "edgeskin.format_version": FORMAT_VERSION,
+        CONFIG_KEY: json.dumps(model.config.to_dict(), sort_keys=True),
+        PROVENANCE_KEY: json.dumps(provenance or {}, sort_keys=True),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a .safetensors file, with a one-line error when it is not one."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise EdgeskinError.about(path, f"not a readable .safetensors file ({exc})") from None
+    return tensors, metadata
+
+
+def model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], source: Path) -> SkinViT:
+    """Build the model and load weights strictly; a config/weights mismatch is a clear error."""
+    model = build_model(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append(f"shape mismatch: {shapes[0]}" + (f" (+{len(shapes) - 1} more)" if len(shapes) > 1 else ""))
+        if missing:
+            parts.append(f"{len(missing)} missing weights (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected weights (e.g. {unexpected[0]})")
+        raise EdgeskinError.about(source, f"config ({config.arch}) does not match weights: {'; '.join(parts)}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    return model.eval()
+
+
+def load_native(path: Path) -> LoadedModel:
+    tensors, metadata = read_safetensors(path)
+    if CONFIG_KEY not in metadata:
+        raise EdgeskinError.about(path, "safetensors file has no edgeskin config (pass --arch to import a timm state dict)")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]), source=path)
+        provenance = json.loads(metadata.get(PROVENANCE_KEY, "{}"))
+    except json.JSONDecodeError as exc:
+        raise EdgeskinError.about(path, f"edgeskin config metadata is not valid JSON ({exc})") from None
+    model = model_from_state(config, tensors, path)
+    return LoadedModel(model, path, sha256_of(path), "edgeskin", provenance)
+
+
+def load_checkpoint(path: str | Path, arch: str | None = None) -> LoadedModel:
+    """Load any supported checkpoint: native .safetensors, HF folder, timm state dict, .bin/.pt."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgeskinError.about(path, "no such checkpoint file or folder")
+    if path.is_file() and path.suffix == ".safetensors" and arch is None:
+        _, metadata = _peek_metadata(path)
+        if CONFIG_KEY in metadata:
+            return load_native(path)
+    from edgeskin.hf_import import import_foreign
+
+    return import_foreign(path, arch)
+
+
+def _peek_metadata(path: Path) -> tuple[int, dict]:
+    """Read only the safetensors header (fast; no tensors loaded)."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size < 100_000_000:
+                raise ValueError("bad header size")
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError) as exc:
+        raise EdgeskinError.about(path, f"not a readable .safetensors file ({exc})") from None
+    return size, header.get("__metadata__", {}) or {}

@@ -1,0 +1,198 @@
+"""Labelled dermoscopy datasets: a labels CSV + image folder, or the official ISIC 2019 layout.
+
+Every image goes through edgeskin.runtime.preprocess, the same function the artifacts' runtime
+uses, so training, evaluation and parity all see the same pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeskin.models.config import ISIC_CLASSES, UNKNOWN_CLASS
+from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.preprocess import PreprocessConfig, preprocess
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "isic-public"
+BUNDLED_SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
+SPLIT_SEED = 42
+VAL_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class Sample:
+    image_id: str
+    path: Path
+    label: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An ordered list of labelled images from one split."""
+
+    name: str
+    samples: tuple[Sample, ...]
+    class_names: tuple[str, ...] = ISIC_CLASSES
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=np.int64)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=len(self.class_names))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def data_root(path: str | os.PathLike | None = None) -> Path:
+    """The real-image folder: an explicit path, else $EDGESKIN_DATA, else ../shared/data/isic-public;
+    the bundled CC0 samples when none of those exists."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("EDGESKIN_DATA")
+    if env:
+        return Path(env)
+    return DEFAULT_DATA if (DEFAULT_DATA / "labels.csv").is_file() else BUNDLED_SAMPLES
+
+
+def open_dataset(path: str | os.PathLike, split: str | None = None, class_names=ISIC_CLASSES) -> Dataset:
+    """Open a dataset folder (labels.csv + images/), a labels CSV, or an ISIC 2019 folder."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgeskinError.about(path, "no such dataset folder or file")
+    if path.is_file():
+        csv_path, image_dir = path, _image_dir(path.parent)
+    elif (path / "labels.csv").is_file():
+        csv_path, image_dir = path / "labels.csv", _image_dir(path)
+    else:
+        ground_truth = sorted(path.glob("*GroundTruth*.csv"))
+        if not ground_truth:
+            raise EdgeskinError.about(path, "no labels.csv and no ISIC 2019 *GroundTruth*.csv found")
+        samples = _read_isic2019(ground_truth[0], _isic2019_image_dir(path), class_names)
+        return _select_split(path, samples, None, split, class_names)
+    samples, splits = _read_labels_csv(csv_path, image_dir, class_names)
+    return _select_split(csv_path, samples, splits, split, class_names)
+
+
+def _image_dir(root: Path) -> Path:
+    return root / "images" if (root / "images").is_dir() else root
+
+
+def _isic2019_image_dir(root: Path) -> Path:
+    named = root / "ISIC_2019_Training_Input"
+    return named if named.is_dir() else root
+
+
+def _open_csv(csv_path: Path) -> tuple[list[str], list[dict]]:
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            return list(reader.fieldnames or []), rows
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EdgeskinError.about(csv_path, f"cannot read CSV ({exc})") from None
+
+
+def _resolve_image(image_dir: Path, name: str, csv_path: Path, line: int) -> Path:
+    candidates = [image_dir / name] + ([image_dir / f"{name}.jpg"] if not Path(name).suffix else [])
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise EdgeskinError.about(candidates[-1], f"listed in {csv_path.name} line {line} but missing")
+
+
+def _read_labels_csv(csv_path: Path, image_dir: Path, class_names) -> tuple[list[Sample], list[str] | None]:
+    columns, rows = _open_csv(csv_path)
+    missing = [c for c in ("image", "label") if c not in columns]
+    if missing:
+        raise EdgeskinError.about(csv_path, f"missing column {', '.join(map(repr, missing))} (columns: {', '.join(columns) or 'none'})")
+    index = {name: i for i, name in enumerate(class_names)}
+    samples, splits = [], []
+    for line, row in enumerate(rows, start=2):
+        label = (row.get("label") or "").strip()
+        if label not in index:
+            raise EdgeskinError.about(csv_path, f"line {line}: unknown label '{label}' (expected one of {', '.join(class_names)})")
+        name = (row.get("image") or "").strip()
+        path = _resolve_image(image_dir, name, csv_path, line)
+        samples.append(Sample(Path(name).stem, path, index[label]))
+        splits.append((row.get("split") or "").strip())
+    if not samples:
+        raise EdgeskinError.about(csv_path, "no rows")
+    return samples, (splits if "split" in columns else None)
+
+
+def _read_isic2019(gt_csv: Path, image_dir: Path, class_names) -> list[Sample]:
+    columns, rows = _open_csv(gt_csv)
+    missing = [c for c in ("image", *class_names) if c not in columns]
+    if missing:
+        raise EdgeskinError.about(gt_csv, f"missing column {', '.join(map(repr, missing))} (columns: {', '.join(columns)})")
+    samples = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            hot = [float(row[c]) for c in class_names]
+            unknown = float(row.get(UNKNOWN_CLASS) or 0)
+        except ValueError:
+            raise EdgeskinError.about(gt_csv, f"line {line}: one-hot values must be numbers") from None
+        if unknown >= 0.5:
+            continue  # UNK is never a training or evaluation label
+        if sum(v >= 0.5 for v in hot) != 1:
+            raise EdgeskinError.about(gt_csv, f"line {line}: expected exactly one class set to 1")
+        label = int(np.argmax(hot))
+        samples.append(Sample(row["image"], _resolve_image(image_dir, row["image"], gt_csv, line), label))
+    return samples
+
+
+def stratified_split(samples: list[Sample], val_fraction: float = VAL_FRACTION, seed: int = SPLIT_SEED) -> tuple[list[Sample], list[Sample]]:
+    """Per-class seeded shuffle; each class with >= 2 images gives at least one to validation."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    labels = sorted({s.label for s in samples})
+    for label in labels:
+        members = [s for s in samples if s.label == label]
+        order = rng.permutation(len(members))
+        n_val = max(1, round(len(members) * val_fraction)) if len(members) >= 2 else 0
+        val += [members[i] for i in order[:n_val]]
+        train += [members[i] for i in order[n_val:]]
+    key = {s.image_id: i for i, s in enumerate(samples)}
+    return sorted(train, key=lambda s: key[s.image_id]), sorted(val, key=lambda s: key[s.image_id])
+
+
+def _select_split(source: Path, samples: list[Sample], splits: list[str] | None, split: str | None, class_names) -> Dataset:
+    if split is None:
+        chosen = samples
+    elif splits is not None:
+        chosen = [s for s, name in zip(samples, splits, strict=True) if name == split]
+        if not chosen:
+            known = ", ".join(sorted(set(splits)))
+            raise EdgeskinError.about(source, f"no images in split '{split}' (splits here: {known})")
+    elif split in ("train", "val"):
+        train, val = stratified_split(samples)
+        chosen = train if split == "train" else val
+    else:
+        raise EdgeskinError.about(source, f"no split column, so only 'train'/'val' (stratified 80/20, seed 42) exist, not '{split}'")
+    return Dataset(f"{source}:{split or 'all'}", tuple(chosen), tuple(class_names))
+
+
+def load_images(dataset: Dataset, config: PreprocessConfig, progress: bool = True) -> np.ndarray:
+    """Preprocess every image into one (N, size, size, 3) uint8 array; report every bad file."""
+    from tqdm import tqdm
+
+    out = np.empty((len(dataset), config.size, config.size, 3), dtype=np.uint8)
+    failures = []
+    for i, sample in enumerate(tqdm(dataset.samples, desc="images", unit="img", disable=None if progress else True, leave=False)):
+        try:
+            out[i] = preprocess(sample.path, config)
+        except EdgeskinError as exc:
+            failures.append(str(exc))
+            print(f"edgeskin: bad image: {exc}", file=sys.stderr)
+    if failures:
+        more = f" (+{len(failures) - 1} more listed above)" if len(failures) > 1 else ""
+        raise EdgeskinError(failures[0] + more)
+    return out
