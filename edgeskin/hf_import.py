@@ -138,16 +138,19 @@ def _import_hf(config_path: Path, weights: Path, digest: str, source: Path, stat
         layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
         qkv_bias=bool(hf.get("qkv_bias", True)),
     )
-    ours = _hf_to_skinvit(state, prefix, depth, multi_exit, rows, weights)
+    ours = _hf_to_skinvit(state, prefix, depth, multi_exit, rows, weights, config.arch)
     model = model_from_state(config, ours, source)
     fmt = {"vit": "hf-fcvit" if multi_exit else "hf-vit", "distilvit": "hf-distilvit", "fcvit": "hf-fcvit"}[prefix]
     return LoadedModel(model, source, digest, fmt, {"imported_from": fmt, "hf_labels": labels})
 
 
-def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows: list[int], source: Path) -> dict:
+def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows: list[int], source: Path, arch: str) -> dict:
+    used: set[str] = set()
+
     def take(key: str) -> torch.Tensor:
         if key not in state:
-            raise EdgeskinError.about(source, f"missing weight {key}")
+            raise EdgeskinError.about(source, f"config ({arch}) does not match weights: missing weight {key}")
+        used.add(key)
         return state[key]
 
     p = f"{prefix}."
@@ -180,6 +183,9 @@ def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows:
                 out[f"exits.{block}.norm.{kind}"] = take(f"{p}encoder.layer.{block}.layernorm_before.{kind}").clone()
         else:
             out[f"vit.head.{kind}"] = take(f"classifier.{kind}")[rows]
+    unused = sorted(k for k in set(state) - used if ".pooler." not in k)  # the pooler is never used for classification
+    if unused:
+        raise EdgeskinError.about(source, f"config ({arch}) does not match weights: {len(unused)} unexpected weights (e.g. {unused[0]})")
     return out
 
 

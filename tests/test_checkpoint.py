@@ -1,0 +1,100 @@
+"""Native checkpoints round-trip exactly; foreign and bad files give one-line errors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from edgeskin.checkpoint import load_checkpoint, save_checkpoint
+from edgeskin.runtime import EdgeskinError
+from tests.conftest import perturbed_model
+
+
+@pytest.fixture
+def pixels(sample_pixels):
+    return torch.from_numpy(sample_pixels[:4]).permute(0, 3, 1, 2).float()
+
+
+def test_native_roundtrip_is_exact(tmp_path, pixels):
+    model = perturbed_model("skindistilvit-ti2-exits")
+    path = save_checkpoint(model, tmp_path / "m.safetensors", {"note": "test"})
+    loaded = load_checkpoint(path)
+    assert loaded.source_format == "edgeskin" and loaded.provenance == {"note": "test"}
+    assert loaded.config == model.config
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key]), key
+    with torch.no_grad():
+        assert torch.equal(model(pixels), loaded.model(pixels))
+        assert torch.equal(model(pixels, exit=1), loaded.model(pixels, exit=1))
+    assert len(loaded.source_sha256) == 64
+    assert not list(tmp_path.glob(".*.tmp")), "atomic write left a temporary file"
+
+
+def test_config_that_does_not_match_weights(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = save_checkpoint(perturbed_model("skindistilvit-ti2"), tmp_path / "m.safetensors")
+    with safe_open(str(path), "pt") as handle:
+        meta = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    config = json.loads(meta["edgeskin.config"])
+    config["depth"] = 3  # claims a third block the weights do not have
+    meta["edgeskin.config"] = json.dumps(config)
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(EdgeskinError, match=r"bad\.safetensors: config \(skindistilvit-ti2\) does not match weights: .*missing weights"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+class Payload:
+    """An arbitrary object: what weights_only=True must refuse to unpickle."""
+
+
+def test_pickle_that_is_not_a_state_dict(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as handle:
+        pickle.dump(Payload(), handle)
+    with pytest.raises(EdgeskinError, match=r"evil\.pt: refused: not a plain state dict"):
+        load_checkpoint(path)
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(EdgeskinError, match=r"list\.pt: not a state dict"):
+        load_checkpoint(tmp_path / "list.pt")
+
+
+def test_missing_unsupported_and_garbage_files(tmp_path):
+    with pytest.raises(EdgeskinError, match=r"nothing\.safetensors: no such checkpoint"):
+        load_checkpoint(tmp_path / "nothing.safetensors")
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x01")
+    with pytest.raises(EdgeskinError, match=r"m\.onnx: unsupported checkpoint type"):
+        load_checkpoint(tmp_path / "m.onnx")
+    (tmp_path / "junk.safetensors").write_bytes(b"garbage")
+    with pytest.raises(EdgeskinError, match=r"junk\.safetensors: not a readable \.safetensors"):
+        load_checkpoint(tmp_path / "junk.safetensors")
+
+
+def test_timm_state_dict_import(tmp_path, pixels):
+    model = perturbed_model("skindistilvit-ti2")
+    timm_state = {k[len("vit."):]: v for k, v in model.state_dict().items()}
+    torch.save(timm_state, tmp_path / "timm.pth")
+    loaded = load_checkpoint(tmp_path / "timm.pth")
+    assert loaded.source_format == "timm" and loaded.config.depth == 2 and loaded.config.num_heads == 3
+    with torch.no_grad():
+        assert torch.equal(loaded.model(pixels), model(pixels))
+    wrapped = tmp_path / "wrapped.pt"
+    torch.save({"state_dict": timm_state, "epoch": 3}, wrapped)
+    assert load_checkpoint(wrapped).config.embed_dim == 192
+
+
+def test_timm_state_dict_with_unk_output_drops_it(tmp_path, pixels):
+    model = perturbed_model("skindistilvit-ti2")
+    state = {k[len("vit."):]: v for k, v in model.state_dict().items()}
+    state["head.weight"] = torch.cat([state["head.weight"], torch.randn(1, 192)])
+    state["head.bias"] = torch.cat([state["head.bias"], torch.tensor([50.0])])  # a huge UNK logit
+    torch.save(state, tmp_path / "unk.pt")
+    loaded = load_checkpoint(tmp_path / "unk.pt")
+    assert loaded.config.num_classes == 8
+    with torch.no_grad():
+        assert torch.equal(loaded.model(pixels), model(pixels))

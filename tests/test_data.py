@@ -1,0 +1,102 @@
+"""Datasets: labels CSV and ISIC 2019 layouts, splits, and errors that name the file."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from edgeskin.data import Sample, load_images, open_dataset, stratified_split
+from edgeskin.runtime import EdgeskinError, PreprocessConfig
+
+
+def _copy_images(samples_dir, dest, n=6):
+    dest.mkdir(parents=True)
+    names = sorted(p.name for p in samples_dir.glob("*.jpg"))[:n]
+    for name in names:
+        shutil.copy(samples_dir / name, dest / name)
+    return names
+
+
+def test_bundled_samples_open_with_labels(samples_dir):
+    ds = open_dataset(samples_dir, "test")
+    assert len(ds) == 16
+    assert ds.class_counts().tolist() == [8, 8, 0, 0, 0, 0, 0, 0]
+
+
+def test_real_data_splits(real_data_dir):
+    if not (real_data_dir / "labels.csv").is_file() or real_data_dir.name == "samples":
+        pytest.skip("platform fact: ../shared/data/isic-public is not beside this checkout")
+    sizes = {split: len(open_dataset(real_data_dir, split)) for split in ("train", "val", "test")}
+    assert sizes == {"train": 1474, "val": 74, "test": 194}
+
+
+def test_unknown_split_is_named(samples_dir):
+    with pytest.raises(EdgeskinError, match=r"labels\.csv: no images in split 'valid' \(splits here: test\)"):
+        open_dataset(samples_dir, "valid")
+
+
+def test_csv_missing_column(tmp_path, samples_dir):
+    _copy_images(samples_dir, tmp_path / "images")
+    (tmp_path / "labels.csv").write_text("image,diagnosis\nISIC_0000002.jpg,MEL\n")
+    with pytest.raises(EdgeskinError, match=r"labels\.csv: missing column 'label' \(columns: image, diagnosis\)"):
+        open_dataset(tmp_path)
+
+
+def test_csv_unknown_label(tmp_path, samples_dir):
+    names = _copy_images(samples_dir, tmp_path / "images", 2)
+    (tmp_path / "labels.csv").write_text(f"image,label\n{names[0]},MEL\n{names[1]},MELANOMA\n")
+    with pytest.raises(EdgeskinError, match=r"labels\.csv: line 3: unknown label 'MELANOMA'"):
+        open_dataset(tmp_path)
+
+
+def test_csv_missing_image(tmp_path, samples_dir):
+    _copy_images(samples_dir, tmp_path / "images", 1)
+    (tmp_path / "labels.csv").write_text("image,label\nISIC_9999999.jpg,NV\n")
+    with pytest.raises(EdgeskinError, match=r"ISIC_9999999\.jpg: listed in labels\.csv line 2 but missing"):
+        open_dataset(tmp_path)
+
+
+def test_corrupt_image_is_named_when_loading(tmp_path, samples_dir, capsys):
+    names = _copy_images(samples_dir, tmp_path / "images", 3)
+    (tmp_path / "images" / names[1]).write_bytes(b"\xff\xd8\xff\xe0 broken")
+    (tmp_path / "labels.csv").write_text("image,label\n" + "".join(f"{n},NV\n" for n in names))
+    with pytest.raises(EdgeskinError, match=rf"{names[1]}: "):
+        load_images(open_dataset(tmp_path), PreprocessConfig(), progress=False)
+    assert names[1] in capsys.readouterr().err  # every bad file is reported, then the error
+
+
+def test_no_split_column_gives_stratified_80_20(tmp_path, samples_dir):
+    names = _copy_images(samples_dir, tmp_path / "images", 16)
+    labels = ["MEL"] * 8 + ["NV"] * 8
+    (tmp_path / "labels.csv").write_text("image,label\n" + "".join(f"{n},{lab}\n" for n, lab in zip(names, labels, strict=True)))
+    train, val = open_dataset(tmp_path, "train"), open_dataset(tmp_path, "val")
+    assert len(train) == 12 and len(val) == 4
+    assert val.class_counts()[:2].tolist() == [2, 2]
+    assert not {s.image_id for s in train.samples} & {s.image_id for s in val.samples}
+    assert [s.image_id for s in open_dataset(tmp_path, "val").samples] == [s.image_id for s in val.samples]  # seeded
+    with pytest.raises(EdgeskinError, match="no split column"):
+        open_dataset(tmp_path, "test")
+
+
+def test_stratified_split_proportions():
+    samples = [Sample(f"i{i}", None, i % 4) for i in range(100)]
+    train, val = stratified_split(samples)
+    counts = np.bincount([s.label for s in val], minlength=4)
+    assert counts.tolist() == [5, 5, 5, 5] and len(train) == 80
+
+
+def test_isic2019_layout(tmp_path, samples_dir):
+    folder = tmp_path / "ISIC_2019_Training_Input"
+    names = _copy_images(samples_dir, folder, 4)
+    header = "image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK\n"
+    rows = [
+        f"{names[0][:-4]},1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0",
+        f"{names[1][:-4]},0.0,1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0",
+        f"{names[2][:-4]},0.0,0.0,0.0,0.0,0.0,0.0,0.0,1.0,0.0",
+        f"{names[3][:-4]},0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,1.0",  # UNK: never a label, skipped
+    ]
+    (tmp_path / "ISIC_2019_Training_GroundTruth.csv").write_text(header + "\n".join(rows) + "\n")
+    ds = open_dataset(tmp_path)
+    assert [s.label for s in ds.samples] == [0, 1, 7]

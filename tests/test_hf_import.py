@@ -1,0 +1,149 @@
+"""Import of the paper's Hugging Face layouts, checked against an independent reference.
+
+The reference below re-implements HF ViT semantics directly from the HF key names (separate
+q/k/v, LayerNorm eps 1e-12, FCViT exits that borrow the next block's layernorm_before), so a
+mistake in edgeskin's key mapping cannot cancel out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgeskin.checkpoint import load_checkpoint
+from edgeskin.models import ISIC_CLASSES
+from edgeskin.runtime import EdgeskinError
+
+D, HEADS, DEPTH, PATCH, MLP = 64, 2, 3, 16, 128
+# a 9-output head in a shuffled order, with UNK, as the paper's checkpoints may carry
+HF_LABELS = ["NV", "MEL", "BCC", "UNK", "AK", "BKL", "DF", "SCC", "VASC"]
+
+
+def hf_config(layers=DEPTH) -> dict:
+    return {"model_type": "vit", "hidden_size": D, "num_hidden_layers": layers, "num_attention_heads": HEADS,
+            "intermediate_size": MLP, "image_size": 224, "patch_size": PATCH, "layer_norm_eps": 1e-12,
+            "qkv_bias": True, "hidden_act": "gelu", "id2label": {str(i): n for i, n in enumerate(HF_LABELS)}}
+
+
+def hf_state(prefix: str, multi_exit: bool, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=0.05):
+        return torch.randn(*shape, generator=g) * scale
+
+    def ln(name):
+        return {f"{name}.weight": 1 + rnd(D, scale=0.2), f"{name}.bias": rnd(D, scale=0.1)}
+
+    def lin(name, out, inp):
+        return {f"{name}.weight": rnd(out, inp, scale=1 / math.sqrt(inp)), f"{name}.bias": rnd(out, scale=0.1)}
+
+    p = f"{prefix}."
+    s = {p + "embeddings.cls_token": rnd(1, 1, D, scale=0.5), p + "embeddings.position_embeddings": rnd(1, 197, D, scale=0.5),
+         p + "embeddings.patch_embeddings.projection.weight": rnd(D, 3, PATCH, PATCH, scale=0.03),
+         p + "embeddings.patch_embeddings.projection.bias": rnd(D, scale=0.1), **ln(p + "layernorm")}
+    for i in range(DEPTH):
+        q = f"{p}encoder.layer.{i}."
+        s.update(ln(q + "layernorm_before") | ln(q + "layernorm_after"))
+        for n in ("query", "key", "value"):
+            s.update(lin(f"{q}attention.attention.{n}", D, D))
+        s.update(lin(q + "attention.output.dense", D, D) | lin(q + "intermediate.dense", MLP, D) | lin(q + "output.dense", D, MLP))
+    heads = [f"classifiers.{i}" for i in range(DEPTH)] if multi_exit else ["classifier"]
+    for h in heads:
+        s.update(lin(h, len(HF_LABELS), D))
+    return s
+
+
+def reference_logits(s: dict, prefix: str, pixels255: torch.Tensor, multi_exit: bool) -> list[torch.Tensor]:
+    """HF ViT(-FCViT) forward written from scratch; returns logits per exit (all 9 outputs)."""
+    p, eps, hd = f"{prefix}.", 1e-12, D // HEADS
+    x = (pixels255 / 255 - 0.5) / 0.5
+    x = F.conv2d(x, s[p + "embeddings.patch_embeddings.projection.weight"], s[p + "embeddings.patch_embeddings.projection.bias"], stride=PATCH)
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat([s[p + "embeddings.cls_token"].expand(len(x), -1, -1), x], 1) + s[p + "embeddings.position_embeddings"]
+
+    def ln(t, name):
+        return F.layer_norm(t, (D,), s[name + ".weight"], s[name + ".bias"], eps)
+
+    def lin(t, name):
+        return F.linear(t, s[name + ".weight"], s[name + ".bias"])
+
+    hidden = []
+    for i in range(DEPTH):
+        q = f"{p}encoder.layer.{i}."
+        h = ln(x, q + "layernorm_before")
+        qkv = [lin(h, f"{q}attention.attention.{n}").view(len(x), -1, HEADS, hd).transpose(1, 2) for n in ("query", "key", "value")]
+        attn = torch.softmax(qkv[0] @ qkv[1].transpose(-1, -2) / math.sqrt(hd), -1)
+        ctx = (attn @ qkv[2]).transpose(1, 2).reshape(len(x), -1, D)
+        x = x + lin(ctx, q + "attention.output.dense")
+        x = x + lin(F.gelu(lin(ln(x, q + "layernorm_after"), q + "intermediate.dense")), q + "output.dense")
+        hidden.append(x)
+    final = ln(x, p + "layernorm")[:, 0]
+    if not multi_exit:
+        return [lin(final, "classifier")]
+    exits = [lin(ln(hidden[i], f"{p}encoder.layer.{i + 1}.layernorm_before")[:, 0], f"classifiers.{i}") for i in range(DEPTH - 1)]
+    return exits + [lin(final, f"classifiers.{DEPTH - 1}")]
+
+
+def canonical(logits9: torch.Tensor) -> torch.Tensor:
+    return logits9[:, [HF_LABELS.index(c) for c in ISIC_CLASSES]]
+
+
+def write_hf(folder, prefix, multi_exit, fmt):
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(hf_config()))
+    state = hf_state(prefix, multi_exit)
+    if fmt == "safetensors":
+        save_file(state, str(folder / "model.safetensors"))
+    else:
+        torch.save(state, folder / "pytorch_model.bin")
+    return state
+
+
+@pytest.mark.parametrize(("prefix", "fmt"), [("vit", "safetensors"), ("vit", "bin"), ("distilvit", "bin")])
+def test_hf_single_head_matches_reference(tmp_path, sample_pixels, prefix, fmt):
+    state = write_hf(tmp_path / "hf", prefix, False, fmt)
+    pixels = torch.from_numpy(sample_pixels[:3]).permute(0, 3, 1, 2).float()
+    loaded = load_checkpoint(tmp_path / "hf")
+    assert loaded.config.class_names == ISIC_CLASSES  # UNK dropped, order canonical
+    assert loaded.config.layer_norm_eps == 1e-12 and loaded.config.depth == DEPTH
+    with torch.no_grad():
+        ours = loaded.model(pixels)
+        ref = canonical(reference_logits(state, prefix, pixels, False)[0])
+    assert ref.abs().max() > 0.5  # a real signal, not near-zero outputs
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-4)
+
+
+def test_fcvit_multi_exit_matches_reference(tmp_path, sample_pixels):
+    state = write_hf(tmp_path / "fc", "vit", True, "safetensors")
+    pixels = torch.from_numpy(sample_pixels[3:5]).permute(0, 3, 1, 2).float()
+    loaded = load_checkpoint(tmp_path / "fc")
+    assert loaded.source_format == "hf-fcvit" and loaded.config.exit_blocks == (1, 2, 3)
+    with torch.no_grad():
+        ours = loaded.model.forward_exits(pixels)
+        refs = reference_logits(state, "vit", pixels, True)
+    for block in (1, 2, 3):
+        torch.testing.assert_close(ours[block], canonical(refs[block - 1]), atol=2e-5, rtol=1e-4)
+
+
+def test_hf_weights_without_config(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file(hf_state("vit", False), str(tmp_path / "lonely.safetensors"))
+    with pytest.raises(EdgeskinError, match=r"config\.json: missing: a Hugging Face checkpoint needs its config\.json"):
+        load_checkpoint(tmp_path / "lonely.safetensors")
+
+
+def test_hf_config_that_does_not_match_weights(tmp_path):
+    folder = tmp_path / "hf"
+    write_hf(folder, "vit", False, "safetensors")
+    cfg = hf_config()
+    cfg["num_hidden_layers"] = 2
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(EdgeskinError, match=r"hf/model\.safetensors: config \(vit-64x2\) does not match weights: 16 unexpected weights"):
+        load_checkpoint(folder)
