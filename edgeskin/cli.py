@@ -18,7 +18,7 @@ from edgeskin.runtime.errors import EdgeskinError
 def _add_data_args(p: argparse.ArgumentParser, split_default: str | None) -> None:
     p.add_argument("--data", help="dataset: folder with labels.csv + images/, a labels CSV, or an ISIC 2019 folder "
                    "(default: $EDGESKIN_DATA, else ../shared/data/isic-public)")
-    p.add_argument("--split", default=split_default, help=f"split to use (default: {split_default})")
+    p.add_argument("--split", default=split_default, help=f"split to use, or 'all' (default: {split_default})")
 
 
 def _add_training_args(p: argparse.ArgumentParser, epochs: int) -> None:

@@ -63,7 +63,11 @@ def data_root(path: str | os.PathLike | None = None) -> Path:
 
 
 def open_dataset(path: str | os.PathLike, split: str | None = None, class_names=ISIC_CLASSES) -> Dataset:
-    """Open a dataset folder (labels.csv + images/), a labels CSV, or an ISIC 2019 folder."""
+    """Open a dataset folder (labels.csv + images/), a labels CSV, or an ISIC 2019 folder.
+
+    split: a value of the CSV's split column; without that column 'train'/'val' are the seeded
+    stratified 80/20 split; None or 'all' is every image.
+    """
     path = Path(path)
     if not path.exists():
         raise EdgeskinError.about(path, "no such dataset folder or file")
@@ -165,8 +169,8 @@ def stratified_split(samples: list[Sample], val_fraction: float = VAL_FRACTION, 
 
 
 def _select_split(source: Path, samples: list[Sample], splits: list[str] | None, split: str | None, class_names) -> Dataset:
-    if split is None:
-        chosen = samples
+    if split in (None, "all"):
+        chosen, split = samples, "all"
     elif splits is not None:
         chosen = [s for s, name in zip(samples, splits, strict=True) if name == split]
         if not chosen:
@@ -177,7 +181,7 @@ def _select_split(source: Path, samples: list[Sample], splits: list[str] | None,
         chosen = train if split == "train" else val
     else:
         raise EdgeskinError.about(source, f"no split column, so only 'train'/'val' (stratified 80/20, seed 42) exist, not '{split}'")
-    return Dataset(f"{source}:{split or 'all'}", tuple(chosen), tuple(class_names))
+    return Dataset(f"{source}:{split}", tuple(chosen), tuple(class_names))
 
 
 def load_images(dataset: Dataset, config: PreprocessConfig, progress: bool = True) -> np.ndarray:

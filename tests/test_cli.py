@@ -1,0 +1,109 @@
+"""The `edgeskin` command as a user runs it: outputs, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from edgeskin.checkpoint import save_checkpoint
+from tests.conftest import DEMO_STUDENT, perturbed_model
+from tests.test_checkpoint import Payload
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "edgeskin.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def assert_one_line_error(done, *fragments):
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("edgeskin: error:")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return save_checkpoint(perturbed_model("skindistilvit-ti1"), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+def test_eval_prints_bma_recall_and_melanoma_numbers(tiny_checkpoint, samples_dir, tmp_path):
+    done = run_cli("eval", "--checkpoint", tiny_checkpoint, "--data", samples_dir, "--split", "test", "--json", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "BMA " in out and "melanoma sensitivity" in out and "MEL " in out and "16 images" in out
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n"] == 16 and 0 <= report["bma"] <= 1 and sum(report["support"].values()) == 16
+
+
+def test_info_describes_checkpoint(tiny_checkpoint):
+    done = run_cli("info", tiny_checkpoint)
+    assert done.returncode == 0, done.stderr
+    assert "skindistilvit-ti1" in done.stdout and "MEL, NV, BCC" in done.stdout
+
+
+def test_missing_checkpoint(samples_dir, tmp_path):
+    assert_one_line_error(run_cli("eval", "--checkpoint", tmp_path / "gone.safetensors", "--data", samples_dir),
+                          "gone.safetensors", "no such checkpoint")
+
+
+def test_pickle_that_is_not_a_state_dict(tmp_path):
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps(Payload()))
+    assert_one_line_error(run_cli("info", path), "evil.pt", "not a plain state dict")
+
+
+def test_checkpoint_whose_config_does_not_match(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    good = save_checkpoint(perturbed_model("skindistilvit-ti1"), tmp_path / "good.safetensors")
+    with safe_open(str(good), "pt") as h:
+        meta, tensors = h.metadata(), {k: h.get_tensor(k) for k in h.keys()}
+    config = json.loads(meta["edgeskin.config"])
+    config["embed_dim"], config["num_heads"] = 384, 6
+    meta["edgeskin.config"] = json.dumps(config)
+    save_file(tensors, str(tmp_path / "mismatch.safetensors"), metadata=meta)
+    assert_one_line_error(run_cli("info", tmp_path / "mismatch.safetensors"), "mismatch.safetensors", "does not match weights")
+
+
+def _dataset(tmp_path, samples_dir, csv_text, corrupt=None):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("ISIC_0000002.jpg", "ISIC_0000015.jpg"):
+        shutil.copy(samples_dir / name, images / name)
+    if corrupt:  # a real JPEG cut off mid-stream, as an interrupted copy leaves it
+        data = (samples_dir / "ISIC_0000013.jpg").read_bytes()
+        (images / corrupt).write_bytes(data[: len(data) // 2])
+    (tmp_path / "labels.csv").write_text(csv_text)
+    return tmp_path
+
+
+def test_corrupt_image(tmp_path, samples_dir, tiny_checkpoint):
+    data = _dataset(tmp_path, samples_dir, "image,label\nISIC_0000002.jpg,MEL\nbad.jpg,NV\n", corrupt="bad.jpg")
+    assert_one_line_error(run_cli("eval", "--checkpoint", tiny_checkpoint, "--data", data, "--split", "all"),
+                          "bad.jpg", "corrupt or truncated")
+
+
+def test_csv_unknown_label(tmp_path, samples_dir, tiny_checkpoint):
+    data = _dataset(tmp_path, samples_dir, "image,label\nISIC_0000002.jpg,MEL\nISIC_0000015.jpg,MOLE\n")
+    assert_one_line_error(run_cli("eval", "--checkpoint", tiny_checkpoint, "--data", data), "labels.csv", "unknown label 'MOLE'")
+
+
+def test_csv_missing_column(tmp_path, samples_dir, tiny_checkpoint):
+    data = _dataset(tmp_path, samples_dir, "file,label\nISIC_0000002.jpg,MEL\n")
+    assert_one_line_error(run_cli("eval", "--checkpoint", tiny_checkpoint, "--data", data), "labels.csv", "missing column 'image'")
+
+
+def test_bundled_demo_student_evaluates(samples_dir):
+    done = run_cli("eval", "--checkpoint", DEMO_STUDENT, "--data", samples_dir, "--split", "test")
+    assert done.returncode == 0, done.stderr
+    assert "skindistilvit-ti6" in done.stdout and "BMA " in done.stdout
