@@ -1,4 +1,4 @@
-"""`edgeskin` command line: train, distill, eval, info.
+"""`edgeskin` command line: train, distill, cascade, eval, info.
 
 Every user-facing failure is an EdgeskinError, printed as one line `edgeskin: error: ...` with
 exit code 2; tracebacks are for bugs only.
@@ -42,6 +42,15 @@ def _add_training_args(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--data", help="dataset (default: $EDGESKIN_DATA, else ../shared/data/isic-public)")
 
 
+def _add_distill_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", required=True, help="teacher checkpoint")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha-kd", type=float, default=0.5, help="weight of T^2 * KL(teacher || student)")
+    p.add_argument("--alpha-ce", type=float, default=1.0, help="weight of cross-entropy with the labels")
+    p.add_argument("--alpha-mse", type=float, default=0.25, help="weight of MSE between logits")
+    _add_training_args(p, epochs=30)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeskin", description="SkinDistilViT: train, distill, evaluate and ship to the edge.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,18 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(p, epochs=30)
 
     p = sub.add_parser("distill", help="distill a student made of chosen teacher blocks")
-    p.add_argument("--teacher", required=True, help="teacher checkpoint")
     p.add_argument("--blocks", default="first6", help="teacher blocks for the student: first6, last6, even6 or 0,1,2,... (0-based)")
-    p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--alpha-kd", type=float, default=0.5)
-    p.add_argument("--alpha-ce", type=float, default=1.0)
-    p.add_argument("--alpha-mse", type=float, default=0.25)
-    _add_training_args(p, epochs=30)
+    _add_distill_args(p)
+
+    p = sub.add_parser("cascade", help="cascading distillation: depth-1 blocks from the teacher, then each from the last")
+    p.add_argument("--down-to", type=int, default=1, help="smallest depth to distill (default 1)")
+    _add_distill_args(p)
 
     p = sub.add_parser("eval", help="balanced multi-class accuracy and more on one split")
     p.add_argument("--checkpoint", required=True)
     _add_data_args(p, split_default="test")
     p.add_argument("--exit", type=int, default=None, help="exit block (default: the final head)")
+    p.add_argument("--all-exits", action="store_true", help="also print BMA of every exit head (multi-exit models)")
     p.add_argument("--json", type=Path, help="also write the full report as JSON here")
 
     p = sub.add_parser("info", help="describe a checkpoint")
@@ -143,26 +152,55 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _distill_step(args, teacher, teacher_sha256: str, blocks: list[int], data, out_dir: Path):
+    """One distillation: a student of the chosen teacher blocks, trained with the paper's loss."""
+    from edgeskin.distill import DistillWeights, distillation_objective, student_from_teacher
+    from edgeskin.train import fit
+
+    root, train, val = data
+    student = student_from_teacher(teacher, blocks)
+    weights = DistillWeights(args.temperature, args.alpha_kd, args.alpha_ce, args.alpha_mse)
+    objective = distillation_objective(teacher.to(_device(args.device)), weights, _ce_weights(args, train.labels, student.config.num_classes))
+    provenance = _provenance(args, root, arch=student.config.arch, teacher_sha256=teacher_sha256,
+                             teacher_blocks=blocks, distill_weights=weights.__dict__)
+    settings = _settings(args)
+    settings.out_dir = out_dir
+    result = fit(student, train, val, objective, settings, provenance)
+    print(f"{student.config.arch}: best val BMA {result.best_val_bma:.4f} at epoch {result.best_epoch}: {result.best_path}")
+    return result
+
+
 def cmd_distill(args) -> int:
     import torch
 
     from edgeskin.checkpoint import load_checkpoint
-    from edgeskin.distill import DistillWeights, distillation_objective, parse_blocks, student_from_teacher
-    from edgeskin.train import fit
+    from edgeskin.distill import parse_blocks
 
     _threads(args.threads)
     torch.manual_seed(args.seed)
     loaded = load_checkpoint(args.teacher)
-    teacher = loaded.model
-    blocks = parse_blocks(args.blocks, teacher.config.depth)
-    student = student_from_teacher(teacher, blocks)
-    root, train, val = _image_sets(args, student.config)
-    weights = DistillWeights(args.temperature, args.alpha_kd, args.alpha_ce, args.alpha_mse)
-    objective = distillation_objective(teacher.to(_device(args.device)), weights, _ce_weights(args, train.labels, student.config.num_classes))
-    provenance = _provenance(args, root, arch=student.config.arch, teacher_sha256=loaded.source_sha256,
-                             teacher_blocks=blocks, distill_weights=weights.__dict__)
-    result = fit(student, train, val, objective, _settings(args), provenance)
-    print(f"best val BMA {result.best_val_bma:.4f} at epoch {result.best_epoch}: {result.best_path}")
+    blocks = parse_blocks(args.blocks, loaded.config.depth)
+    _distill_step(args, loaded.model, loaded.source_sha256, blocks, _image_sets(args, loaded.config), args.out)
+    return 0
+
+
+def cmd_cascade(args) -> int:
+    """Cascading distillation: model K starts from the first K blocks of model K+1 and is distilled from it."""
+    import torch
+
+    from edgeskin.checkpoint import load_checkpoint
+
+    _threads(args.threads)
+    torch.manual_seed(args.seed)
+    loaded = load_checkpoint(args.teacher)
+    if not 1 <= args.down_to < loaded.config.depth:
+        raise EdgeskinError(f"--down-to {args.down_to}: must be between 1 and {loaded.config.depth - 1} for a {loaded.config.depth}-block teacher")
+    data = _image_sets(args, loaded.config)
+    teacher, teacher_sha = loaded.model, loaded.source_sha256
+    for depth in range(loaded.config.depth - 1, args.down_to - 1, -1):
+        result = _distill_step(args, teacher, teacher_sha, list(range(depth)), data, args.out / f"depth{depth:02d}")
+        next_teacher = load_checkpoint(result.best_path)
+        teacher, teacher_sha = next_teacher.model, next_teacher.source_sha256
     return 0
 
 
@@ -184,9 +222,16 @@ def cmd_eval(args) -> int:
     for name in config.class_names:
         recall = report.per_class_recall[name]
         print(f"{name:<6} {'-' if recall != recall else f'{recall:.4f}':>7} {report.support[name]:>5}")
+    per_exit = {}
+    if args.all_exits:
+        print(f"{'exit':<6} {'BMA':>7} {'acc':>7}")
+        for block in config.exit_blocks:
+            per_exit[block] = evaluate(loaded.model, images, dataset.labels, exit=block)
+            print(f"{block:<6} {per_exit[block].bma:>7.4f} {per_exit[block].accuracy:>7.4f}")
     if args.json:
         payload = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": loaded.source_sha256, "data": dataset.name,
-                   "exit": args.exit or config.depth, **report.to_dict()}
+                   "exit": args.exit or config.depth, **report.to_dict(),
+                   "per_exit_bma": {str(k): v.bma for k, v in per_exit.items()}}
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 
@@ -213,7 +258,7 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "distill": cmd_distill, "eval": cmd_eval, "info": cmd_info}
+COMMANDS = {"train": cmd_train, "distill": cmd_distill, "cascade": cmd_cascade, "eval": cmd_eval, "info": cmd_info}
 
 
 def main(argv: list[str] | None = None) -> int:

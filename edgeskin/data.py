@@ -195,8 +195,9 @@ def load_images(dataset: Dataset, config: PreprocessConfig, progress: bool = Tru
             out[i] = preprocess(sample.path, config)
         except EdgeskinError as exc:
             failures.append(str(exc))
-            print(f"edgeskin: bad image: {exc}", file=sys.stderr)
-    if failures:
-        more = f" (+{len(failures) - 1} more listed above)" if len(failures) > 1 else ""
+    if failures:  # every bad file is named: the first in the error, any others on the lines before it
+        for message in failures[1:]:
+            print(f"edgeskin: bad image: {message}", file=sys.stderr)
+        more = f" (+{len(failures) - 1} more bad images listed above)" if len(failures) > 1 else ""
         raise EdgeskinError(failures[0] + more)
     return out

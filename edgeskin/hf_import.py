@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +28,9 @@ _HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 def torch_load_state(path: Path) -> dict[str, torch.Tensor]:
     """torch.load with weights_only=True: tensors only, no arbitrary pickled objects."""
     try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; the error says it all
+            warnings.simplefilter("ignore")
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
         raise EdgeskinError.about(path, f"refused: not a plain state dict (weights_only load failed: {first})") from None

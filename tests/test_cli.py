@@ -20,8 +20,8 @@ def run_cli(*args, cwd=None):
 
 def assert_one_line_error(done, *fragments):
     assert done.returncode == 2, done.stderr
-    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("edgeskin: error:")]
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgeskin: error:"), done.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
 
@@ -107,3 +107,25 @@ def test_bundled_demo_student_evaluates(samples_dir):
     done = run_cli("eval", "--checkpoint", DEMO_STUDENT, "--data", samples_dir, "--split", "test")
     assert done.returncode == 0, done.stderr
     assert "skindistilvit-ti6" in done.stdout and "BMA " in done.stdout
+
+
+def test_cascade_distills_each_depth_from_the_previous(tmp_path, samples_dir):
+    teacher = save_checkpoint(perturbed_model("skindistilvit-ti3"), tmp_path / "t.safetensors")
+    done = run_cli("cascade", "--teacher", teacher, "--down-to", "1", "--data", samples_dir, "--train-split", "test",
+                   "--val-split", "test", "--epochs", "1", "--max-steps", "1", "--batch-size", "8", "--out", tmp_path / "c")
+    assert done.returncode == 0, done.stderr
+    from edgeskin.checkpoint import load_checkpoint
+
+    d2 = load_checkpoint(tmp_path / "c" / "depth02" / "best.safetensors")
+    d1 = load_checkpoint(tmp_path / "c" / "depth01" / "best.safetensors")
+    assert (d2.config.depth, d1.config.depth) == (2, 1)
+    assert d1.provenance["teacher_sha256"] == d2.source_sha256  # depth 1 was distilled from depth 2
+    assert_one_line_error(run_cli("cascade", "--teacher", teacher, "--down-to", "3", "--out", tmp_path / "x"), "--down-to 3")
+
+
+def test_eval_all_exits_prints_per_exit_bma(tmp_path, samples_dir):
+    ckpt = save_checkpoint(perturbed_model("skindistilvit-ti2-exits"), tmp_path / "e.safetensors")
+    done = run_cli("eval", "--checkpoint", ckpt, "--data", samples_dir, "--all-exits")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line[:1] in "12" and len(line.split()) == 3]
+    assert [r[0] for r in rows] == ["1", "2"]

@@ -58,13 +58,14 @@ def test_csv_missing_image(tmp_path, samples_dir):
         open_dataset(tmp_path)
 
 
-def test_corrupt_image_is_named_when_loading(tmp_path, samples_dir, capsys):
-    names = _copy_images(samples_dir, tmp_path / "images", 3)
-    (tmp_path / "images" / names[1]).write_bytes(b"\xff\xd8\xff\xe0 broken")
+def test_every_corrupt_image_is_named_when_loading(tmp_path, samples_dir, capsys):
+    names = _copy_images(samples_dir, tmp_path / "images", 4)
+    for bad in (names[1], names[3]):
+        (tmp_path / "images" / bad).write_bytes(b"\xff\xd8\xff\xe0 broken")
     (tmp_path / "labels.csv").write_text("image,label\n" + "".join(f"{n},NV\n" for n in names))
-    with pytest.raises(EdgeskinError, match=rf"{names[1]}: "):
+    with pytest.raises(EdgeskinError, match=rf"{names[1]}: .*\(\+1 more bad images listed above\)"):
         load_images(open_dataset(tmp_path), PreprocessConfig(), progress=False)
-    assert names[1] in capsys.readouterr().err  # every bad file is reported, then the error
+    assert names[3] in capsys.readouterr().err
 
 
 def test_no_split_column_gives_stratified_80_20(tmp_path, samples_dir):
