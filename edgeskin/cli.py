@@ -160,7 +160,7 @@ def _distill_step(args, teacher, teacher_sha256: str, blocks: list[int], data, o
     root, train, val = data
     student = student_from_teacher(teacher, blocks)
     weights = DistillWeights(args.temperature, args.alpha_kd, args.alpha_ce, args.alpha_mse)
-    objective = distillation_objective(teacher.to(_device(args.device)), weights, _ce_weights(args, train.labels, student.config.num_classes))
+    objective = distillation_objective(teacher, weights, _ce_weights(args, train.labels, student.config.num_classes))
     provenance = _provenance(args, root, arch=student.config.arch, teacher_sha256=teacher_sha256,
                              teacher_blocks=blocks, distill_weights=weights.__dict__)
     settings = _settings(args)

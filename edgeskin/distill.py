@@ -77,6 +77,8 @@ def distillation_objective(teacher: SkinViT, weights: DistillWeights, ce_weights
     t = weights.temperature
 
     def objective(outputs, labels, pixels):
+        if next(teacher.parameters()).device != pixels.device:  # follows the student (e.g. cuda:LOCAL_RANK)
+            teacher.to(pixels.device)
         with torch.no_grad():
             teacher_logits = teacher(pixels).float()
         final = max(outputs)

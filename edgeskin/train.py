@@ -111,6 +111,9 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
 
     ddp = _Distributed(settings.device)
     device = torch.device(settings.device)
+    if ddp.enabled and device.type == "cuda":  # one GPU per rank
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
@@ -150,6 +153,8 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
         for batch in bar:
             if settings.max_steps and step >= settings.max_steps:
                 break
+            if len(batch) < ddp.world:  # a tail too small to give every rank an image
+                continue
             mine = batch[ddp.rank :: ddp.world]  # every rank takes its share of the same global batch
             pixels = augment_batch(images[mine], augment, generator).to(device)
             target = labels[mine].to(device)
