@@ -99,6 +99,16 @@ class _Distributed:
             dist.destroy_process_group()
 
 
+def _adamw(model: SkinViT, settings: TrainSettings) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases, norms, position embedding, CLS token)."""
+    decayed, plain = [], []
+    for name, param in model.named_parameters():
+        is_matrix = param.ndim > 1 and "pos_embed" not in name and "cls_token" not in name
+        (decayed if is_matrix else plain).append(param)
+    groups = [{"params": decayed, "weight_decay": settings.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=settings.lr)
+
+
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -119,9 +129,7 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
     torch.manual_seed(settings.seed)
     model.to(device).train()
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp.enabled else model
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n and "cls_token" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "pos_embed" not in n and "cls_token" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
+    optimizer = _adamw(model, settings)
     steps_per_epoch = math.ceil(len(train.labels) / settings.batch_size)
     total_steps = settings.max_steps or steps_per_epoch * settings.epochs
     warmup = max(1, int(settings.warmup_epochs * steps_per_epoch)) if not settings.max_steps else 1
@@ -142,7 +150,6 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
     labels = torch.from_numpy(train.labels)
     augment = AugmentConfig(output_size=model.config.img_size, cache_size=train.images.shape[1])
     amp = settings.precision == "bf16"
-    epoch = start_epoch
     for epoch in range(start_epoch, settings.epochs):
         if settings.max_steps and step >= settings.max_steps:
             break
@@ -175,7 +182,7 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
             report = evaluate(model, val.images, val.labels)
             record.update(val_bma=report.bma, val_accuracy=report.accuracy)
             history.append(record)
-            meta = {**provenance, "epoch": epoch + 1, "val_bma": report.bma, "settings": _settings_dict(settings)}
+            meta = {**provenance, "epoch": epoch + 1, "val_bma": report.bma, "settings": _settings_dict(settings), "history": history}
             save_checkpoint(model, last_path, meta)
             if report.bma > best_bma:
                 best_bma, best_epoch = report.bma, epoch + 1
