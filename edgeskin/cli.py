@@ -1,4 +1,4 @@
-"""`edgeskin` command line: train, distill, cascade, eval, info.
+"""`edgeskin` command line: train, distill, cascade, eval, info, convert, predict.
 
 Every user-facing failure is an EdgeskinError, printed as one line `edgeskin: error: ...` with
 exit code 2; tracebacks are for bugs only.
@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit", type=int, default=None, help="exit block (default: the final head)")
     p.add_argument("--all-exits", action="store_true", help="also print BMA of every exit head (multi-exit models)")
     p.add_argument("--json", type=Path, help="also write the full report as JSON here")
+
+    from edgeskin import cli_convert
+
+    cli_convert.add_parsers(sub)
 
     p = sub.add_parser("info", help="describe a checkpoint")
     p.add_argument("checkpoint")
@@ -258,7 +262,20 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "distill": cmd_distill, "cascade": cmd_cascade, "eval": cmd_eval, "info": cmd_info}
+def cmd_convert(args) -> int:
+    from edgeskin.cli_convert import cmd_convert as run
+
+    return run(args)
+
+
+def cmd_predict(args) -> int:
+    from edgeskin.cli_convert import cmd_predict as run
+
+    return run(args)
+
+
+COMMANDS = {"train": cmd_train, "distill": cmd_distill, "cascade": cmd_cascade, "eval": cmd_eval, "info": cmd_info,
+            "convert": cmd_convert, "predict": cmd_predict}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,69 @@
+"""Staged, atomic output folders and the manifest that describes every artifact in them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from edgeskin.runtime.errors import EdgeskinError
+
+MANIFEST = "manifest.json"
+
+
+def artifact_name(model: str, exit: int, recipe: str, suffix: str) -> str:
+    return f"{model}-e{exit}-{recipe}{suffix}"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_output_folder(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise EdgeskinError.about(out, "output folder exists (use --force to replace it)")
+    if out.exists() and not out.is_dir():
+        raise EdgeskinError.about(out, "exists and is not a folder")
+
+
+@contextmanager
+def staged_folder(out: Path, force: bool):
+    """Yield a temporary folder beside `out`; on success it replaces `out` in one rename.
+
+    On any failure or interruption (Ctrl-C included) the staging folder is removed and `out`
+    is left exactly as it was: no half-written conversion is ever visible.
+    """
+    check_output_folder(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, trash / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+        os.chmod(out, 0o755)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_manifest(folder: Path, manifest: dict) -> Path:
+    path = folder / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_manifest(path: Path) -> dict:
+    path = path / MANIFEST if path.is_dir() else path
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgeskinError.about(path, f"not a readable manifest ({exc})") from None

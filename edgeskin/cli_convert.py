@@ -1,0 +1,101 @@
+"""`edgeskin convert` and `edgeskin predict`: the product's main job, as commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from edgeskin.runtime.errors import EdgeskinError
+
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "demo" / "skindistilvit-ti6-demo.safetensors"
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("convert", help="checkpoint -> verified TFLite / ONNX artifacts + manifest")
+    p.add_argument("checkpoint", nargs="?", default=None, help="checkpoint (default: the bundled demo student)")
+    p.add_argument("--target", default="tflite", help="tflite, onnx or all (default: tflite)")
+    p.add_argument("--recipes", default=None, help="comma list: fp32,fp16,dynamic,int8,int8-mixed (default: fp32,fp16,dynamic,int8-mixed; onnx: fp32)")
+    p.add_argument("--exit", type=int, default=None, help="exit head to export (default: the final head)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: dist/<model>)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--data", type=Path, default=None, help="real images for the parity verdict (default: $EDGESKIN_DATA, else ../shared/data/isic-public, else the bundled samples)")
+    p.add_argument("--split", default=None, help="split for the verdict (default: val; test for the bundled samples)")
+    p.add_argument("--calib", type=Path, default=None, help="calibration images for int8 (default: the --data folder when it is real data)")
+    p.add_argument("--calib-split", default="train", help="calibration split, disjoint from the verdict split (default: train)")
+    p.add_argument("--calib-count", type=int, default=200, help="calibration images, class-stratified (default 200)")
+
+    p = sub.add_parser("predict", help="classify images with an artifact (torch-free runtime)")
+    p.add_argument("artifact", type=Path)
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _verdict_source(args) -> tuple[Path, str]:
+    from edgeskin.data import BUNDLED_SAMPLES, data_root
+
+    root = data_root(args.data)
+    split = args.split or ("test" if root.resolve() == BUNDLED_SAMPLES.resolve() else "val")
+    return root, split
+
+
+def cmd_convert(args) -> int:
+    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.converters.artifacts import check_output_folder
+    from edgeskin.converters.pipeline import ConvertRequest, convert
+    from edgeskin.converters.recipes import recipes_for
+    from edgeskin.data import BUNDLED_SAMPLES
+
+    recipes = recipes_for(args.target, args.recipes)
+    loaded = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT)
+    out = args.out or Path("dist") / loaded.config.arch
+    check_output_folder(out, args.force)  # before any work: an existing result is never touched without --force
+    verdict_data, verdict_split = _verdict_source(args)
+    calib = args.calib or (verdict_data if verdict_data.resolve() != BUNDLED_SAMPLES.resolve() else None)
+    request = ConvertRequest(loaded=loaded, recipes=recipes, out=out, exit=args.exit, force=args.force,
+                             verdict_data=verdict_data, verdict_split=verdict_split, calib_data=calib,
+                             calib_split=args.calib_split, calib_count=args.calib_count)
+
+    def report(message: str) -> None:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+    _, manifest, results = convert(request, report)
+    print_table(results, manifest)
+    failed = [r for r in results if not r.parity.passed]
+    for r in failed:
+        print(f"FAILED {r.recipe.name} ({r.target}): {'; '.join(r.parity.failures)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def print_table(results, manifest) -> None:
+    verdict = manifest["verdict_images"]
+    print(f"parity vs PyTorch on {verdict['count']} real images ({verdict['source']}):")
+    header = f"{'target':<7} {'recipe':<11} {'size':>9} {'max|dlogit|':>12} {'cosine':>9} {'top-1 agree':>12} {'BMA ref/art':>14}  verdict"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        p = r.parity
+        print(f"{r.target:<7} {r.recipe.name:<11} {r.bytes / 1e6:>7.2f}MB {p.max_abs_logit_diff:>12.3g} {p.cosine_mean:>9.5f} "
+              f"{p.agreement:>11.1%} {p.reference_bma:>6.3f}/{p.artifact_bma:<6.3f}  {'pass' if p.passed else 'FAIL'}")
+
+
+def cmd_predict(args) -> int:
+    from edgeskin.runtime.predictor import load, predict_files
+
+    predictor = load(args.artifact, threads=args.threads)
+    failures = 0
+    for path, result in predict_files(predictor, args.images, args.top_k):
+        if isinstance(result, EdgeskinError):
+            failures += 1
+            problem = str(result).removeprefix(f"{path}: ")
+            print(json.dumps({"image": str(path), "error": problem}) if args.json else f"{path}: error: {problem}")
+            continue
+        if args.json:
+            print(json.dumps({"image": str(path), "label": result.label, "probability": result.probability,
+                              "top_k": [{"label": n, "probability": p} for n, p in result.top_k]}))
+        else:
+            ranked = "  ".join(f"{n} {p:.3f}" for n, p in result.top_k)
+            print(f"{path}: {result.label} ({result.probability:.3f})   top-{len(result.top_k)}: {ranked}")
+    return 1 if failures else 0

@@ -1,0 +1,115 @@
+"""`load(path) -> Predictor`: classify images with any edgeskin artifact, no torch, no TensorFlow.
+
+The artifact's embedded metadata says everything needed: labels, input contract (shape,
+layout, dtype, int8 scaling), preprocessing, and which output is which. Quantized inputs and
+outputs are scaled here, so callers always pass images and get probabilities back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backends import OnnxBackend, TFLiteBackend
+from .errors import EdgeskinError
+from .metadata import METADATA_NAME, ArtifactMetadata, read_artifact_metadata
+from .preprocess import ImageSource, PreprocessConfig, preprocess
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+    top_k: tuple[tuple[str, float], ...]
+    probabilities: np.ndarray  # in metadata.class_names order
+    logits: np.ndarray | None = None
+
+
+class Predictor:
+    """One loaded artifact. `predict` takes image paths/bytes/arrays; `run` takes preprocessed pixels."""
+
+    def __init__(self, path: Path, backend, metadata: ArtifactMetadata) -> None:
+        self.path, self.backend, self.metadata = path, backend, metadata
+        self.preprocess_config = PreprocessConfig.from_dict(metadata.preprocess)
+        self.input = backend.inputs[0]
+        if len(backend.outputs) != len(metadata.outputs):
+            raise EdgeskinError.about(path, f"model has {len(backend.outputs)} outputs, metadata names {len(metadata.outputs)}")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.metadata.class_names
+
+    @property
+    def runtime(self) -> str:
+        return f"{self.backend.runtime} {self.backend.runtime_version}"
+
+    def _to_input(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 HxWx3 -> the artifact's input tensor (batch 1, layout, dtype, int8 scaling)."""
+        x = pixels.astype(np.float32)[None]
+        if self.metadata.input.layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)
+        spec = self.input
+        if spec.dtype in ("int8", "uint8"):
+            info = np.iinfo(spec.dtype)
+            x = np.clip(np.round(x / spec.scale + spec.zero_point), info.min, info.max)
+        return x.astype(spec.dtype)
+
+    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """Preprocessed uint8 (224,224,3) pixels -> {output name: float32 vector} (dequantized)."""
+        raw = self.backend.run(self._to_input(pixels))
+        result = {}
+        for name, spec, value in zip(self.metadata.outputs, self.backend.outputs, raw, strict=True):
+            value = value.astype(np.float32).reshape(-1)
+            if spec.scale:
+                value = (value - spec.zero_point) * spec.scale
+            result[name] = value
+        return result
+
+    def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 3) -> list[Prediction]:
+        batch = images if isinstance(images, (list, tuple)) else [images]
+        return [self.predict_pixels(preprocess(image, self.preprocess_config), top_k) for image in batch]
+
+    def predict_pixels(self, pixels: np.ndarray, top_k: int = 3) -> Prediction:
+        outputs = self.run(pixels)
+        probabilities = outputs.get("probabilities")
+        logits = outputs.get("logits")
+        if probabilities is None:
+            shifted = np.exp(logits - logits.max())
+            probabilities = shifted / shifted.sum()
+        order = np.argsort(-probabilities)[: max(1, top_k)]
+        names = self.class_names
+        return Prediction(names[order[0]], float(probabilities[order[0]]),
+                          tuple((names[i], float(probabilities[i])) for i in order), probabilities, logits)
+
+
+def _onnx_metadata(path: Path, backend: OnnxBackend) -> ArtifactMetadata:
+    custom = backend.session.get_modelmeta().custom_metadata_map
+    if METADATA_NAME not in custom:
+        raise EdgeskinError.about(path, "has no edgeskin metadata (not converted by edgeskin?)")
+    return ArtifactMetadata.from_json(custom[METADATA_NAME], path)
+
+
+def load(path: str | Path, threads: int | None = None) -> Predictor:
+    """Load an artifact; the backend is chosen by file type (.tflite, .onnx)."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgeskinError.about(path, "no such model file")
+    if path.suffix == ".tflite":
+        metadata = read_artifact_metadata(path)  # checks the file before a runtime touches it
+        return Predictor(path, TFLiteBackend(path, threads), metadata)
+    if path.suffix == ".onnx":
+        backend = OnnxBackend(path, threads)
+        return Predictor(path, backend, _onnx_metadata(path, backend))
+    raise EdgeskinError.about(path, f"unsupported model type '{path.suffix}' (expected .tflite or .onnx)")
+
+
+def predict_files(predictor: Predictor, paths: Iterable[Path], top_k: int = 3):
+    """Yield (path, Prediction or EdgeskinError) for each file: a bad file is reported, the run goes on."""
+    for path in paths:
+        try:
+            yield path, predictor.predict(path, top_k)[0]
+        except EdgeskinError as exc:
+            yield path, exc

@@ -1,0 +1,205 @@
+"""The TFLite/ONNX path end to end on the bundled demo student and real images.
+
+One conversion per session (all recipes, both targets) feeds most tests: conversions take
+tens of seconds here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from edgeskin.checkpoint import load_checkpoint
+from edgeskin.converters.recipes import RECIPES
+from edgeskin.runtime import EdgeskinError
+from edgeskin.runtime.metadata import read_artifact_metadata
+from tests.conftest import DEMO_STUDENT
+from tests.test_cli import assert_one_line_error, run_cli
+from tests.test_runtime_isolation import BLOCKER
+
+ALL = "fp32,fp16,dynamic,int8,int8-mixed"
+
+
+def has_real_data(real_data_dir) -> bool:
+    return real_data_dir.name != "samples"
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory, real_data_dir):
+    """`edgeskin convert --target all` on the demo student: (out folder, manifest, exit code, stderr)."""
+    if not has_real_data(real_data_dir):
+        pytest.skip("platform fact: int8 calibration and the val split need ../shared/data/isic-public beside the checkout")
+    out = tmp_path_factory.mktemp("convert") / "dist"
+    done = run_cli("convert", "--target", "all", "--recipes", ALL, "--data", real_data_dir, "--out", out)
+    assert (out / "manifest.json").is_file(), done.stderr
+    return out, json.loads((out / "manifest.json").read_text()), done.returncode, done.stderr
+
+
+def _artifact(manifest, target, recipe):
+    return next(a for a in manifest["artifacts"] if a["target"] == target and a["recipe"] == recipe)
+
+
+@pytest.mark.parametrize(("target", "recipe"), [("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "dynamic"),
+                                                 ("tflite", "int8-mixed"), ("onnx", "fp32")])
+def test_shipped_recipes_pass_their_gates(converted, target, recipe):
+    out, manifest, _, _ = converted
+    art = _artifact(manifest, target, recipe)
+    gate, parity = RECIPES[recipe].gate, art["parity"]
+    assert art["verdict"] == "pass", art["failures"]
+    assert parity["n_images"] == 74  # the real val split
+    assert parity["agreement"] >= gate.min_agreement
+    if gate.max_logit_diff_rel is not None:
+        assert parity["max_abs_logit_diff"] <= gate.max_logit_diff_rel * parity["logit_range"]
+    if gate.min_cosine is not None:
+        assert parity["cosine_mean"] >= gate.min_cosine
+    if gate.max_bma_loss is not None:
+        assert parity["reference_bma"] - parity["artifact_bma"] <= gate.max_bma_loss
+    data = (out / art["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == art["sha256"] and len(data) == art["bytes"]
+
+
+def test_failed_artifacts_are_quarantined_and_the_exit_code_says_so(converted):
+    out, manifest, code, stderr = converted
+    failed = [a for a in manifest["artifacts"] if a["verdict"] == "fail"]
+    assert code == (1 if failed else 0)
+    for art in failed:
+        assert art["file"].startswith("failed/") and (out / art["file"]).is_file()
+        assert f"FAILED {art['recipe']}" in stderr
+
+
+def test_file_names_and_embedded_metadata(converted):
+    out, manifest, _, _ = converted
+    student = load_checkpoint(DEMO_STUDENT)
+    for art in manifest["artifacts"]:
+        name = os.path.basename(art["file"])
+        assert name == f"skindistilvit-ti6-e6-{art['recipe']}.{art['target']}"
+        meta = read_artifact_metadata(out / art["file"]) if art["target"] == "tflite" else None
+        if meta is not None:
+            assert meta.recipe == art["recipe"] and meta.class_names == student.config.class_names
+            assert meta.source_checkpoint_sha256 == student.source_sha256 == manifest["source_checkpoint"]["sha256"]
+            assert "onnx2tf" in meta.converter and "tensorflow" in meta.converter
+
+
+def test_int8_input_is_integer_and_calibration_is_disjoint_from_verdicts(converted, real_data_dir):
+    out, manifest, _, _ = converted
+    assert _artifact(manifest, "tflite", "int8")["input"]["dtype"] == "int8"
+    calib = manifest["calibration"]
+    assert calib["count"] == 200 and calib["source"].endswith(":train")
+    from edgeskin.data import open_dataset
+
+    val_hashes = {hashlib.sha256(s.path.read_bytes()).hexdigest() for s in open_dataset(real_data_dir, "val").samples}
+    assert not val_hashes & {img["sha256"] for img in calib["images"]}
+
+
+def test_torch_free_runtime_gives_pytorch_top1(converted, sample_pixels, samples_dir):
+    """Every shipped artifact, loaded with torch and TensorFlow blocked, agrees with PyTorch on the samples."""
+    out, manifest, _, _ = converted
+    student = load_checkpoint(DEMO_STUDENT).model
+    with torch.no_grad():
+        expected = student(torch.from_numpy(sample_pixels).permute(0, 3, 1, 2).float()).argmax(1).tolist()
+    names = student.config.class_names
+    from edgeskin.data import open_dataset
+
+    images = [str(s.path) for s in open_dataset(samples_dir, "test").samples]  # the order of sample_pixels
+    script = BLOCKER.split("import edgeskin.runtime as rt")[0] + (
+        "import json, edgeskin.runtime.predictor as P\n"
+        "files = json.loads(sys.argv[2])\n"
+        "for f in files:\n"
+        "    p = P.load(f)\n"
+        "    print(json.dumps([x.label for x in p.predict(json.loads(sys.argv[3]))]))\n")
+    shipped = [a for a in manifest["artifacts"] if a["verdict"] == "pass"]
+    files = [str(out / a["file"]) for a in shipped]
+    done = subprocess.run([sys.executable, "-c", script, "unused", json.dumps(files), json.dumps(images)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
+    assert len(rows) == len(shipped)
+    for art, labels in zip(shipped, rows, strict=True):
+        flips = sum(a != names[e] for a, e in zip(labels, expected, strict=True))
+        # float32 must agree exactly; quantized recipes (gated on the 74-image val split) may flip one of 16
+        assert flips <= (0 if art["recipe"] == "fp32" else 1), (art["file"], labels)
+
+
+def test_predict_prints_top_k_and_reports_bad_files(converted, samples_dir, tmp_path):
+    out, _, _, _ = converted
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    done = run_cli("predict", out / "skindistilvit-ti6-e6-fp32.tflite", samples_dir / "ISIC_0000002.jpg", bad, "--top-k", "2")
+    assert done.returncode == 1
+    lines = done.stdout.strip().splitlines()
+    assert "ISIC_0000002.jpg: " in lines[0] and "top-2:" in lines[0]
+    assert lines[1].startswith(f"{bad}: error: not an image")
+
+
+def test_corrupt_and_truncated_tflite(converted, tmp_path, samples_dir):
+    out, _, _, _ = converted
+    data = (out / "skindistilvit-ti6-e6-fp32.tflite").read_bytes()
+    (tmp_path / "cut.tflite").write_bytes(data[: len(data) // 2])
+    assert_one_line_error(run_cli("predict", tmp_path / "cut.tflite", samples_dir / "ISIC_0000002.jpg"), "cut.tflite")
+    (tmp_path / "junk.tflite").write_bytes(b"\x00" * 64)
+    assert_one_line_error(run_cli("predict", tmp_path / "junk.tflite", samples_dir / "ISIC_0000002.jpg"), "junk.tflite", "not a TFLite model")
+
+
+def test_model_that_needs_a_newer_runtime(converted, tmp_path, samples_dir):
+    """Bump FULLY_CONNECTED's op version past what the runtime knows, as a newer converter would."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    out, _, _, _ = converted
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray((out / "skindistilvit-ti6-e6-fp32.tflite").read_bytes()))
+    for code in model.operatorCodes:
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.FULLY_CONNECTED:
+            code.version = 99
+    (tmp_path / "future.tflite").write_bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    done = run_cli("predict", tmp_path / "future.tflite", samples_dir / "ISIC_0000002.jpg")
+    assert_one_line_error(done, "future.tflite", "needs a newer TFLite runtime")
+
+
+def test_bad_convert_requests(tmp_path, samples_dir):
+    (tmp_path / "notes.safetensors").write_text("not a model")
+    assert_one_line_error(run_cli("convert", tmp_path / "notes.safetensors", "--out", tmp_path / "o"), "notes.safetensors")
+    assert_one_line_error(run_cli("convert", "--recipes", "fp32,int4", "--out", tmp_path / "o"), "unknown recipe 'int4'")
+    (tmp_path / "exists").mkdir()
+    assert_one_line_error(run_cli("convert", "--recipes", "fp32", "--data", samples_dir, "--out", tmp_path / "exists"),
+                          "exists", "output folder exists (use --force")
+    # calibration: the bundled samples are too few (16) and have two classes only
+    assert_one_line_error(run_cli("convert", "--recipes", "int8", "--data", samples_dir, "--calib", samples_dir,
+                                  "--calib-split", "test", "--split", "all", "--out", tmp_path / "o"), "only 16 calibration images")
+    assert not (tmp_path / "o").exists()
+
+
+def test_calibration_with_missing_classes_is_refused(real_data_dir, tmp_path):
+    if not has_real_data(real_data_dir):
+        pytest.skip("platform fact: needs ../shared/data/isic-public beside the checkout")
+    from edgeskin.converters.calibration import calibration_set
+    from edgeskin.models import ISIC_CLASSES
+    from edgeskin.runtime import PreprocessConfig
+
+    rows = [line for line in (real_data_dir / "labels.csv").read_text().splitlines()[1:] if ",MEL," in line or ",NV," in line]
+    (tmp_path / "labels.csv").write_text("image,label,split,width,height,source\n" + "\n".join(rows[:40]) + "\n")
+    os.symlink(real_data_dir / "images", tmp_path / "images")
+    with pytest.raises(EdgeskinError, match="calibration images lack classes BCC, AK, BKL, DF, VASC, SCC"):
+        calibration_set(tmp_path, None, ISIC_CLASSES, PreprocessConfig())
+
+
+def test_interrupted_conversion_leaves_nothing_behind(tmp_path, samples_dir):
+    out = tmp_path / "dist"
+    proc = subprocess.Popen([sys.executable, "-m", "edgeskin.cli", "convert", "--recipes", "fp32", "--data", samples_dir,
+                             "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".dist.partial-*/.work/onnx2tf.log")):
+        time.sleep(0.2)
+    assert list(tmp_path.glob(".dist.partial-*")), "conversion never reached onnx2tf"
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    assert not out.exists()
+    assert not list(tmp_path.glob(".dist.*")), list(tmp_path.iterdir())
