@@ -35,21 +35,13 @@ def sample_pixels() -> np.ndarray:
 
 
 def perturbed_model(arch: str, seed: int = 0):
-    """A registry model with seeded, perturbed weights: random init hides conversion and import
-    errors (zero biases, unit LayerNorms, near-constant outputs), perturbed weights do not."""
+    """A registry model with seeded, perturbed weights (see edgeskin.models.seeded_weights)."""
     import torch
 
-    from edgeskin.models import build_model, config_for
+    from edgeskin.models import build_model, config_for, seeded_weights
 
     torch.manual_seed(seed)
-    model = build_model(config_for(arch))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.ndim == 1:
-                param.add_(torch.randn_like(param) * 0.1)
-            elif "head" in name or "fc" in name:
-                param.add_(torch.randn_like(param) * 0.05)
-    return model.eval()
+    return seeded_weights(build_model(config_for(arch)), seed)
 
 
 @pytest.fixture

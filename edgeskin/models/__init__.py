@@ -1,7 +1,7 @@
 """SkinDistilViT models: configurations, the SkinViT module and its export wrapper."""
 
 from .config import ISIC_CLASSES, ModelConfig, available_models, config_for
-from .skinvit import Deployable, ExitHead, SkinViT, build_model, deployable
+from .skinvit import Deployable, ExitHead, SkinViT, build_model, deployable, seeded_weights
 
 __all__ = [
     "ISIC_CLASSES",
@@ -13,4 +13,5 @@ __all__ = [
     "build_model",
     "config_for",
     "deployable",
+    "seeded_weights",
 ]

@@ -136,3 +136,19 @@ def deployable(model: SkinViT, exit: int | None = None, with_logits: bool = Fals
 
 def build_model(config: ModelConfig, drop_path_rate: float = 0.0) -> SkinViT:
     return SkinViT(config, drop_path_rate=drop_path_rate)
+
+
+def seeded_weights(model: SkinViT, seed: int = 0) -> SkinViT:
+    """Perturb a model's weights reproducibly, in place.
+
+    Random init hides conversion and import errors (zero biases, unit LayerNorms, near-constant
+    outputs); seeded perturbed weights do not. Used by tests and benchmarks of untrained sizes.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.ndim == 1:
+                param.add_(torch.randn(param.shape, generator=generator) * 0.1)
+            elif "head" in name or "fc" in name:
+                param.add_(torch.randn(param.shape, generator=generator) * 0.05)
+    return model.eval()

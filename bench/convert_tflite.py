@@ -1,0 +1,99 @@
+"""Per recipe: conversion time, size, and latency as a ratio to PyTorch eager fp32, in one run.
+
+Same machine, same real input, same thread count for every row; median of N timed runs after
+warm-up. Models: the bundled demo student, and skindistilvit-b6 (the paper's student size) with
+seeded weights. Usage: python bench/convert_tflite.py [--models demo,b6] [--runs 50] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from edgeskin.checkpoint import load_checkpoint, save_checkpoint
+from edgeskin.cli_convert import DEMO_CHECKPOINT
+from edgeskin.converters.pipeline import ConvertRequest, convert
+from edgeskin.converters.recipes import recipes_for
+from edgeskin.data import BUNDLED_SAMPLES, data_root
+from edgeskin.models import build_model, config_for, deployable, seeded_weights
+from edgeskin.runtime.predictor import load
+
+
+def timed(fn, runs: int, warmup: int = 5) -> float:
+    """Median milliseconds of `runs` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - began) * 1e3)
+    return statistics.median(samples)
+
+
+def checkpoint_for(name: str, folder: Path) -> Path:
+    if name == "demo":
+        return DEMO_CHECKPOINT
+    torch.manual_seed(0)
+    model = seeded_weights(build_model(config_for(f"skindistilvit-{name}")), seed=0)
+    return save_checkpoint(model, folder / f"{name}.safetensors", {"note": "seeded weights for benchmarking"})
+
+
+def bench_model(name: str, args, folder: Path) -> list[dict]:
+    loaded = load_checkpoint(checkpoint_for(name, folder))
+    root = data_root(args.data)
+    real = root.resolve() != BUNDLED_SAMPLES.resolve()
+    request = ConvertRequest(loaded=loaded, recipes=recipes_for("tflite", args.recipes), out=folder / f"dist-{name}",
+                             verdict_data=root, verdict_split="val" if real else "test", calib_data=root if real else None)
+    print(f"[{name}] converting {loaded.config.arch} ...", file=sys.stderr, flush=True)
+    _, _, results = convert(request, report=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    from edgeskin.data import load_images, open_dataset
+
+    pixels = load_images(open_dataset(BUNDLED_SAMPLES, "test"), loaded.config.preprocess, progress=False)[0]
+    torch.set_num_threads(args.threads)
+    wrapper = deployable(loaded.model).eval()
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        torch_ms = timed(lambda: wrapper(x), args.runs)
+    rows = [{"model": loaded.config.arch, "recipe": "pytorch eager fp32", "convert_s": None, "mb": None,
+             "p50_ms": torch_ms, "ratio": 1.0, "agreement": None}]
+    for result in results:
+        predictor = load(request.out / result.file, threads=args.threads)
+        ms = timed(lambda p=predictor: p.run(pixels), args.runs)
+        rows.append({"model": loaded.config.arch, "recipe": f"tflite {result.recipe.name}", "convert_s": result.seconds,
+                     "mb": result.bytes / 1e6, "p50_ms": ms, "ratio": ms / torch_ms, "agreement": result.parity.agreement,
+                     "verdict": "pass" if result.parity.passed else "FAIL"})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="demo,b6", help="demo and/or registry widths+depths like b6, ti12")
+    parser.add_argument("--recipes", default="fp32,fp16,dynamic,int8-mixed")
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", default=None)
+    args = parser.parse_args()
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
+          f"torch {torch.__version__}, median of {args.runs} runs after 5 warm-up")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [row for name in args.models.split(",") for row in bench_model(name.strip(), args, Path(tmp))]
+    print(f"{'model':<20} {'artifact':<20} {'convert s':>9} {'size MB':>8} {'p50 ms':>8} {'vs torch':>9} {'agree':>7}  verdict")
+    for r in rows:
+        convert_s = "-" if r["convert_s"] is None else f"{r['convert_s']:.1f}"
+        size = "-" if r["mb"] is None else f"{r['mb']:.2f}"
+        agree = "-" if r["agreement"] is None else f"{r['agreement']:.1%}"
+        print(f"{r['model']:<20} {r['recipe']:<20} {convert_s:>9} {size:>8} {r['p50_ms']:>8.2f} {r['ratio']:>8.2f}x {agree:>7}  {r.get('verdict', '')}")
+    print("convert s: fp32, fp16 and dynamic come from one onnx2tf run, so they share its time; int8 recipes add calibration.")
+
+
+if __name__ == "__main__":
+    main()
