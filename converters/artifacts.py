@@ -13,6 +13,7 @@ from pathlib import Path
 from edgeskin.runtime.errors import EdgeskinError
 
 MANIFEST = "manifest.json"
+_ACTIVE_STAGING: set[Path] = set()  # staging folders of conversions in progress in this process
 
 
 def artifact_name(model: str, exit: int, recipe: str, suffix: str) -> str:
@@ -40,6 +41,7 @@ def staged_folder(out: Path, force: bool):
     check_output_folder(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    _ACTIVE_STAGING.add(staging)
     try:
         yield staging
         if out.exists():
@@ -53,6 +55,16 @@ def staged_folder(out: Path, force: bool):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        _ACTIVE_STAGING.discard(staging)
+
+
+def abandon_staging() -> None:
+    """Remove every in-progress staging folder (for signal handlers: some libraries swallow
+    KeyboardInterrupt, so cleanup cannot rely on the exception reaching staged_folder)."""
+    for staging in list(_ACTIVE_STAGING):
+        shutil.rmtree(staging, ignore_errors=True)
+        _ACTIVE_STAGING.discard(staging)
 
 
 def write_manifest(folder: Path, manifest: dict) -> Path:

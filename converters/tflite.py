@@ -80,6 +80,7 @@ def _log_tail(log_path: Path) -> str:
 
 def run_onnx2tf(onnx_path: Path, workdir: Path, sample_pixels: np.ndarray, dynamic: bool) -> Onnx2TfOutput:
     """Convert with onnx2tf in `workdir`; float32 and float16 files always, dynamic-range on request."""
+    workdir, onnx_path = workdir.resolve(), onnx_path.resolve()  # we chdir into workdir below
     workdir.mkdir(parents=True, exist_ok=True)
     np.save(workdir / ONNX2TF_SAMPLE, _onnx2tf_sample(sample_pixels))
     out = workdir / "onnx2tf"
@@ -92,7 +93,7 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample_pixels: np.ndarray, dynam
             import onnx2tf  # imports TensorFlow, whose start-up messages belong in the log
 
             onnx2tf.convert(
-                input_onnx_file_path=str(onnx_path.resolve()),
+                input_onnx_file_path=str(onnx_path),
                 output_folder_path=str(out),
                 output_signaturedefs=True,
                 output_dynamic_range_quantized_tflite=dynamic,

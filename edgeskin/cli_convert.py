@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -41,6 +43,19 @@ def _verdict_source(args) -> tuple[Path, str]:
     return root, split
 
 
+def _abandon_on_signal() -> None:
+    """Ctrl-C / SIGTERM: delete the half-written conversion and exit 130, whatever is running."""
+    from edgeskin.converters.artifacts import abandon_staging
+
+    def handler(signum, frame):
+        abandon_staging()
+        print(f"edgeskin: interrupted ({signal.Signals(signum).name}): conversion abandoned, nothing written", file=sys.stderr)
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_convert(args) -> int:
     from edgeskin.checkpoint import load_checkpoint
     from edgeskin.converters.artifacts import check_output_folder
@@ -57,6 +72,8 @@ def cmd_convert(args) -> int:
     request = ConvertRequest(loaded=loaded, recipes=recipes, out=out, exit=args.exit, force=args.force,
                              verdict_data=verdict_data, verdict_split=verdict_split, calib_data=calib,
                              calib_split=args.calib_split, calib_count=args.calib_count)
+
+    _abandon_on_signal()
 
     def report(message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
