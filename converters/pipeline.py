@@ -25,6 +25,7 @@ from edgeskin.evaluate import predict_logits
 from edgeskin.parity import ParityResult, compare
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.metadata import ArtifactMetadata, InputContract
+from edgeskin.runtime.predictor import dequantize, model_input
 from edgeskin.runtime.predictor import load as load_artifact
 
 # int8-mixed quantizes these ops (int8 weights and activations) and keeps every other op float:
@@ -115,9 +116,7 @@ def _output_order(backend, reference_logits: np.ndarray, probe: np.ndarray) -> l
     raw = backend.run(probe)
     names = []
     for spec, value in zip(backend.outputs, raw, strict=True):
-        value = value.astype(np.float32).reshape(-1)
-        if spec.scale:
-            value = (value - spec.zero_point) * spec.scale
+        value = dequantize(value, spec)
         shifted = np.exp(reference_logits - reference_logits.max())
         distance = {"logits": np.abs(value - reference_logits).mean(), "probabilities": np.abs(value - shifted / shifted.sum()).mean()}
         names.append(min(distance, key=distance.get))
@@ -141,12 +140,7 @@ def _finish(request, exit, recipe, raw: bytes, suffix: str, layout: str, staging
     probe_path.write_bytes(raw)
     backend = (TFLiteBackend if suffix == ".tflite" else OnnxBackend)(probe_path, threads=None)
     contract = _input_contract(backend.inputs[0], layout)
-    probe = verdict.pixels[0].astype(np.float32)[None]
-    if layout == "NCHW":
-        probe = probe.transpose(0, 3, 1, 2)
-    if contract.scale:
-        probe = np.clip(np.round(probe / contract.scale + contract.zero_point), -128, 127).astype(contract.dtype)
-    outputs = _output_order(backend, verdict.reference[0], probe)
+    outputs = _output_order(backend, verdict.reference[0], model_input(verdict.pixels[0], layout, backend.inputs[0]))
     target = "tflite" if suffix == ".tflite" else "onnx"
     meta = _metadata(request, target, exit, recipe, contract, outputs, versions)
     data = embed(raw, meta)

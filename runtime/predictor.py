@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import OnnxBackend, TFLiteBackend
+from .backends import OnnxBackend, TensorSpec, TFLiteBackend
 from .errors import EdgeskinError
 from .metadata import METADATA_NAME, ArtifactMetadata, read_artifact_metadata
 from .preprocess import ImageSource, PreprocessConfig, preprocess
@@ -26,6 +26,23 @@ class Prediction:
     top_k: tuple[tuple[str, float], ...]
     probabilities: np.ndarray  # in metadata.class_names order
     logits: np.ndarray | None = None
+
+
+def model_input(pixels: np.ndarray, layout: str, spec: TensorSpec) -> np.ndarray:
+    """uint8 HxWx3 pixels -> a model's input tensor: batch of 1, layout, dtype, int8 scaling."""
+    x = pixels.astype(np.float32)[None]
+    if layout == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    if spec.dtype in ("int8", "uint8"):
+        info = np.iinfo(spec.dtype)
+        x = np.clip(np.round(x / spec.scale + spec.zero_point), info.min, info.max)
+    return x.astype(spec.dtype)
+
+
+def dequantize(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """A model output as a float32 vector (int8 outputs scaled back)."""
+    value = value.astype(np.float32).reshape(-1)
+    return (value - spec.zero_point) * spec.scale if spec.scale else value
 
 
 class Predictor:
@@ -46,26 +63,12 @@ class Predictor:
     def runtime(self) -> str:
         return f"{self.backend.runtime} {self.backend.runtime_version}"
 
-    def _to_input(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 HxWx3 -> the artifact's input tensor (batch 1, layout, dtype, int8 scaling)."""
-        x = pixels.astype(np.float32)[None]
-        if self.metadata.input.layout == "NCHW":
-            x = x.transpose(0, 3, 1, 2)
-        spec = self.input
-        if spec.dtype in ("int8", "uint8"):
-            info = np.iinfo(spec.dtype)
-            x = np.clip(np.round(x / spec.scale + spec.zero_point), info.min, info.max)
-        return x.astype(spec.dtype)
-
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """Preprocessed uint8 (224,224,3) pixels -> {output name: float32 vector} (dequantized)."""
-        raw = self.backend.run(self._to_input(pixels))
+        raw = self.backend.run(model_input(pixels, self.metadata.input.layout, self.input))
         result = {}
         for name, spec, value in zip(self.metadata.outputs, self.backend.outputs, raw, strict=True):
-            value = value.astype(np.float32).reshape(-1)
-            if spec.scale:
-                value = (value - spec.zero_point) * spec.scale
-            result[name] = value
+            result[name] = dequantize(value, spec)
         return result
 
     def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 3) -> list[Prediction]:
