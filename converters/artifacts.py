@@ -71,11 +71,3 @@ def write_manifest(folder: Path, manifest: dict) -> Path:
     path = folder / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return path
-
-
-def read_manifest(path: Path) -> dict:
-    path = path / MANIFEST if path.is_dir() else path
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdgeskinError.about(path, f"not a readable manifest ({exc})") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,25 @@ def sample_pixels() -> np.ndarray:
     from edgeskin.runtime import PreprocessConfig
 
     return load_images(open_dataset(SAMPLES, "test"), PreprocessConfig(), progress=False)
+
+
+ALL_RECIPES = "fp32,fp16,dynamic,int8,int8-mixed"
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory, real_data_dir):
+    """`edgeskin convert --target all` on the demo student, once per session (conversions take
+    minutes here): (out folder, manifest, exit code, stderr)."""
+    from tests.helpers import has_real_data, run_cli
+
+    if not has_real_data(real_data_dir):
+        pytest.skip("platform fact: int8 calibration and the val split need ../shared/data/isic-public beside the checkout")
+    cwd = tmp_path_factory.mktemp("convert")
+    out = cwd / "dist"
+    # a relative --out from another working directory, as `make demo` runs it
+    done = run_cli("convert", "--target", "all", "--recipes", ALL_RECIPES, "--data", real_data_dir, "--out", "dist", cwd=cwd)
+    assert (out / "manifest.json").is_file(), done.stderr
+    return out, json.loads((out / "manifest.json").read_text()), done.returncode, done.stderr
 
 
 def perturbed_model(arch: str, seed: int = 0):

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from edgeskin.checkpoint import save_checkpoint
 from tests.conftest import DEMO_STUDENT, perturbed_model
+from tests.helpers import assert_one_line_error, run_cli
 from tests.test_checkpoint import Payload
-
-
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "edgeskin.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
-
-
-def assert_one_line_error(done, *fragments):
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgeskin: error:"), done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -22,27 +22,8 @@ from edgeskin.converters.recipes import RECIPES
 from edgeskin.runtime import EdgeskinError
 from edgeskin.runtime.metadata import read_artifact_metadata
 from tests.conftest import DEMO_STUDENT
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, has_real_data, run_cli
 from tests.test_runtime_isolation import BLOCKER
-
-ALL = "fp32,fp16,dynamic,int8,int8-mixed"
-
-
-def has_real_data(real_data_dir) -> bool:
-    return real_data_dir.name != "samples"
-
-
-@pytest.fixture(scope="session")
-def converted(tmp_path_factory, real_data_dir):
-    """`edgeskin convert --target all` on the demo student: (out folder, manifest, exit code, stderr)."""
-    if not has_real_data(real_data_dir):
-        pytest.skip("platform fact: int8 calibration and the val split need ../shared/data/isic-public beside the checkout")
-    cwd = tmp_path_factory.mktemp("convert")
-    out = cwd / "dist"
-    # a relative --out from another working directory, as `make demo` runs it
-    done = run_cli("convert", "--target", "all", "--recipes", ALL, "--data", real_data_dir, "--out", "dist", cwd=cwd)
-    assert (out / "manifest.json").is_file(), done.stderr
-    return out, json.loads((out / "manifest.json").read_text()), done.returncode, done.stderr
 
 
 def _artifact(manifest, target, recipe):
