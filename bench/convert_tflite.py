@@ -1,7 +1,7 @@
 """Per recipe: conversion time, size, and latency as a ratio to PyTorch eager fp32, in one run.
 
-Same machine, same real input, same thread count for every row; median of N timed runs after
-warm-up. Models: the bundled demo student, and skindistilvit-b6 (the paper's student size) with
+Same machine, same 8 real inputs, same thread count for every row, each backend in its own
+process (edgeskin.benchmark, the code behind `edgeskin bench`); median of N timed runs after warm-up. Models: the bundled demo student, and skindistilvit-b6 (the paper's student size) with
 seeded weights. Usage: python bench/convert_tflite.py [--models demo,b6] [--runs 50] [--threads 2]
 """
 
@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -23,20 +21,7 @@ from edgeskin.cli_convert import DEMO_CHECKPOINT
 from edgeskin.converters.pipeline import ConvertRequest, convert
 from edgeskin.converters.recipes import recipes_for
 from edgeskin.data import BUNDLED_SAMPLES, data_root
-from edgeskin.models import build_model, config_for, deployable, seeded_weights
-from edgeskin.runtime.predictor import load
-
-
-def timed(fn, runs: int, warmup: int = 5) -> float:
-    """Median milliseconds of `runs` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - began) * 1e3)
-    return statistics.median(samples)
+from edgeskin.models import build_model, config_for, seeded_weights
 
 
 def checkpoint_for(name: str, folder: Path) -> Path:
@@ -55,22 +40,18 @@ def bench_model(name: str, args, folder: Path) -> list[dict]:
                              verdict_data=root, verdict_split="val" if real else "test", calib_data=root if real else None)
     print(f"[{name}] converting {loaded.config.arch} ...", file=sys.stderr, flush=True)
     _, _, results = convert(request, report=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    from edgeskin.benchmark import benchmark
     from edgeskin.data import load_images, open_dataset
 
-    pixels = load_images(open_dataset(BUNDLED_SAMPLES, "test"), loaded.config.preprocess, progress=False)[0]
-    torch.set_num_threads(args.threads)
-    wrapper = deployable(loaded.model).eval()
-    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float()
-    with torch.no_grad():
-        torch_ms = timed(lambda: wrapper(x), args.runs)
+    pixels = load_images(open_dataset(BUNDLED_SAMPLES, "test"), loaded.config.preprocess, progress=False)[:8]
+    files = [request.out / r.file for r in results]
+    torch_row, timed = benchmark(files, (loaded.source, None), pixels, args.threads, args.runs)
     rows = [{"model": loaded.config.arch, "recipe": "pytorch eager fp32", "convert_s": None, "mb": None,
-             "p50_ms": torch_ms, "ratio": 1.0, "agreement": None}]
-    for result in results:
-        predictor = load(request.out / result.file, threads=args.threads)
-        ms = timed(lambda p=predictor: p.run(pixels), args.runs)
+             "p50_ms": torch_row.p50_ms, "ratio": 1.0, "agreement": None}]
+    for result, latency in zip(results, timed, strict=True):
         rows.append({"model": loaded.config.arch, "recipe": f"tflite {result.recipe.name}", "convert_s": result.seconds,
-                     "mb": result.bytes / 1e6, "p50_ms": ms, "ratio": ms / torch_ms, "agreement": result.parity.agreement,
-                     "verdict": "pass" if result.parity.passed else "FAIL"})
+                     "mb": result.bytes / 1e6, "p50_ms": latency.p50_ms, "ratio": latency.ratio_to_reference,
+                     "agreement": result.parity.agreement, "verdict": "pass" if result.parity.passed else "FAIL"})
     return rows
 
 

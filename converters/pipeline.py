@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from edgeskin.converters.calibration import DEFAULT_COUNT, CalibrationSet, calib
 from edgeskin.converters.onnx import OUTPUT_NAMES, export_onnx_bytes, with_metadata
 from edgeskin.converters.recipes import Recipe
 from edgeskin.data import BUNDLED_SAMPLES, load_images, open_dataset
+from edgeskin.environment import library_versions
 from edgeskin.evaluate import predict_logits
 from edgeskin.parity import ParityResult, compare
 from edgeskin.runtime.errors import EdgeskinError
@@ -33,7 +33,6 @@ from edgeskin.runtime.predictor import load as load_artifact
 # adds, whose int8 error compounds block after block. On the demo student this measured cosine
 # 0.99991 and 100% top-1 agreement on val, where full int8 reached 93%.
 MIXED_INT8_OPS = ("FULLY_CONNECTED", "CONV_2D")
-_VERSIONED = ("edgeskin", "torch", "timm", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert", "onnxruntime")
 
 
 @dataclass
@@ -61,16 +60,6 @@ class ArtifactResult:
     parity: ParityResult
     metadata: ArtifactMetadata
     notes: list[str] = field(default_factory=list)
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in _VERSIONED:
-        try:
-            versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`edgeskin` command line: train, distill, cascade, eval, info, convert, predict.
+"""`edgeskin` command line: train, distill, cascade, eval, info, convert, predict, parity, bench.
 
 Every user-facing failure is an EdgeskinError, printed as one line `edgeskin: error: ...` with
 exit code 2; tracebacks are for bugs only.
@@ -75,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-exits", action="store_true", help="also print BMA of every exit head (multi-exit models)")
     p.add_argument("--json", type=Path, help="also write the full report as JSON here")
 
-    from edgeskin import cli_convert
+    from edgeskin import cli_convert, cli_parity
 
     cli_convert.add_parsers(sub)
+    cli_parity.add_parsers(sub)
 
     p = sub.add_parser("info", help="describe a checkpoint")
     p.add_argument("checkpoint")
@@ -262,20 +263,20 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_convert(args) -> int:
-    from edgeskin.cli_convert import cmd_convert as run
+def _lazy(module: str, name: str):
+    """A command implemented in another module, imported only when that command runs."""
 
-    return run(args)
+    def run(args) -> int:
+        import importlib
 
+        return getattr(importlib.import_module(module), name)(args)
 
-def cmd_predict(args) -> int:
-    from edgeskin.cli_convert import cmd_predict as run
-
-    return run(args)
+    return run
 
 
 COMMANDS = {"train": cmd_train, "distill": cmd_distill, "cascade": cmd_cascade, "eval": cmd_eval, "info": cmd_info,
-            "convert": cmd_convert, "predict": cmd_predict}
+            "convert": _lazy("edgeskin.cli_convert", "cmd_convert"), "predict": _lazy("edgeskin.cli_convert", "cmd_predict"),
+            "parity": _lazy("edgeskin.cli_parity", "cmd_parity"), "bench": _lazy("edgeskin.cli_parity", "cmd_bench")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,7 +128,7 @@ def _read_labels_csv(csv_path: Path, image_dir: Path, class_names) -> tuple[list
         samples.append(Sample(Path(name).stem, path, index[label]))
         splits.append((row.get("split") or "").strip())
     if not samples:
-        raise EdgeskinError.about(csv_path, "no rows")
+        raise EdgeskinError.about(csv_path, "lists no images (no rows under the header)")
     return samples, (splits if "split" in columns else None)
 
 

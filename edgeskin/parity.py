@@ -1,4 +1,8 @@
-"""Artifact vs PyTorch reference on the same preprocessed images: numbers and the gate verdict."""
+"""Artifact vs PyTorch reference on the same preprocessed images: numbers and the gate verdict.
+
+One function serves the quick verdict of `edgeskin convert` and the full `edgeskin parity` report,
+so both always judge an artifact by the same numbers and the same gates (converters/recipes.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeskin.converters.recipes import Gate
-from edgeskin.metrics import classification_report
+from edgeskin.metrics import ClassificationReport, classification_report
+from edgeskin.stats import BootstrapInterval, McNemarResult, bootstrap_bma_difference, mcnemar_exact
 
 
 @dataclass
@@ -17,12 +22,17 @@ class ParityResult:
     mean_abs_logit_diff: float
     logit_range: float
     max_abs_prob_diff: float
+    mean_abs_prob_diff: float
     cosine_mean: float
     cosine_min: float
     agreement: float
     flipped: list[dict]
     reference_bma: float
     artifact_bma: float
+    reference: ClassificationReport
+    artifact: ClassificationReport
+    mcnemar: McNemarResult
+    bma_difference: BootstrapInterval  # artifact - reference, paired bootstrap 95% interval
     passed: bool = False
     failures: list[str] = field(default_factory=list)
 
@@ -43,7 +53,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def compare(reference: np.ndarray, artifact: np.ndarray, labels: np.ndarray, class_names, image_ids, gate: Gate) -> ParityResult:
+def compare(reference: np.ndarray, artifact: np.ndarray, labels: np.ndarray, class_names, image_ids, gate: Gate,
+            bootstrap_resamples: int = 2000) -> ParityResult:
     """reference/artifact: logits (N, classes) on the same images; labels: ground truth."""
     reference, artifact = reference.astype(np.float64), artifact.astype(np.float64)
     diff = np.abs(reference - artifact)
@@ -54,18 +65,26 @@ def compare(reference: np.ndarray, artifact: np.ndarray, labels: np.ndarray, cla
     flipped = [{"image": str(image_ids[i]), "reference": class_names[ref_top[i]], "artifact": class_names[art_top[i]],
                 "reference_probability": float(ref_p[i, ref_top[i]]), "artifact_probability": float(art_p[i, art_top[i]])}
                for i in np.flatnonzero(ref_top != art_top)]
+    labels = np.asarray(labels)
+    reference_report = classification_report(labels, ref_top, class_names)
+    artifact_report = classification_report(labels, art_top, class_names)
     result = ParityResult(
         n_images=len(reference),
         max_abs_logit_diff=float(diff.max()),
         mean_abs_logit_diff=float(diff.mean()),
         logit_range=float(reference.max() - reference.min()),
         max_abs_prob_diff=float(np.abs(ref_p - art_p).max()),
+        mean_abs_prob_diff=float(np.abs(ref_p - art_p).mean()),
         cosine_mean=float(cosine.mean()),
         cosine_min=float(cosine.min()),
         agreement=float((ref_top == art_top).mean()),
         flipped=flipped,
-        reference_bma=classification_report(labels, ref_top, class_names).bma,
-        artifact_bma=classification_report(labels, art_top, class_names).bma,
+        reference_bma=reference_report.bma,
+        artifact_bma=artifact_report.bma,
+        reference=reference_report,
+        artifact=artifact_report,
+        mcnemar=mcnemar_exact(ref_top == labels, art_top == labels),
+        bma_difference=bootstrap_bma_difference(labels, ref_top, art_top, len(class_names), bootstrap_resamples),
     )
     result.failures = gate_failures(result, gate)
     result.passed = not result.failures

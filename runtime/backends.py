@@ -34,7 +34,7 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _tflite_interpreter_class():
+def tflite_interpreter_class():
     """(Interpreter class, runtime name, version): ai-edge-litert, else tflite-runtime, else tf.lite."""
     for module, name in (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime")):
         try:
@@ -52,7 +52,7 @@ def _tflite_interpreter_class():
 
 class TFLiteBackend:
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        interpreter_class, self.runtime, self.runtime_version = _tflite_interpreter_class()
+        interpreter_class, self.runtime, self.runtime_version = tflite_interpreter_class()
         self.threads = threads or default_threads()
         try:
             self.interpreter = interpreter_class(model_path=str(path), num_threads=self.threads)

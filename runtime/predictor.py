@@ -109,6 +109,14 @@ def load(path: str | Path, threads: int | None = None) -> Predictor:
     raise EdgeskinError.about(path, f"unsupported model type '{path.suffix}' (expected .tflite or .onnx)")
 
 
+def peek_metadata(path: str | Path) -> ArtifactMetadata:
+    """An artifact's embedded metadata, read without starting a TFLite interpreter where possible."""
+    path = Path(path)
+    if path.suffix == ".tflite" and path.exists():
+        return read_artifact_metadata(path)
+    return load(path, threads=1).metadata
+
+
 def predict_files(predictor: Predictor, paths: Iterable[Path], top_k: int = 3):
     """Yield (path, Prediction or EdgeskinError) for each file: a bad file is reported, the run goes on."""
     for path in paths:

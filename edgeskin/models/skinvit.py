@@ -86,11 +86,12 @@ class SkinViT(nn.Module):
                 outputs[index] = self._head(index, tokens)
         return outputs
 
-    def forward_cls_tokens(self, pixels: torch.Tensor) -> list[torch.Tensor]:
-        """The CLS token after each block (used to locate where an artifact diverges)."""
+    def forward_cls_tokens(self, pixels: torch.Tensor, blocks: int | None = None, with_embedding: bool = False):
+        """The CLS token after each of the first `blocks` blocks (locates where an artifact diverges);
+        with_embedding=True also returns every token after the patch and position embedding, first."""
         tokens = self._embed(pixels)
-        found = []
-        for block in self.vit.blocks:
+        found = [tokens] if with_embedding else []
+        for block in self.vit.blocks[: blocks or self.config.depth]:
             tokens = block(tokens)
             found.append(tokens[:, 0])
         return found

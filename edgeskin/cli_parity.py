@@ -1,0 +1,126 @@
+"""`edgeskin parity` and `edgeskin bench`: the checks a user runs before shipping an artifact."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from edgeskin.runtime.errors import EdgeskinError
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("parity", help="artifacts vs the PyTorch reference on real images: report, plots, verdicts")
+    p.add_argument("artifacts", nargs="+", type=Path, help=".tflite/.onnx files, manifest.json files, or folders written by convert")
+    p.add_argument("--reference", type=Path, default=None, help="PyTorch checkpoint (default: the manifest's source checkpoint)")
+    p.add_argument("--data", type=Path, default=None, help="real images (default: $EDGESKIN_DATA, else ../shared/data/isic-public)")
+    p.add_argument("--split", default="test", help="split to check on (default: test)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: parity-<split> beside the first artifact)")
+    p.add_argument("--explain", action="store_true", help="block-by-block divergence for every artifact, not only failing ones")
+    p.add_argument("--explain-images", type=int, default=8, help="images for the divergence analysis (default 8)")
+    p.add_argument("--no-bench", action="store_true", help="skip the latency measurement")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per backend (default 30)")
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
+
+    p = sub.add_parser("bench", help="load time, latency percentiles, throughput and peak memory, vs PyTorch")
+    p.add_argument("artifacts", nargs="+", type=Path, help=".tflite/.onnx files, manifest.json files, or folders written by convert")
+    p.add_argument("--reference", type=Path, default=None, help="PyTorch checkpoint to compare with (default: the manifest's source)")
+    p.add_argument("--threads", type=int, default=None, help="threads for every backend (default: all cores)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per backend after 5 warm-up runs (default 50)")
+    p.add_argument("--images", type=int, default=8, help="real images cycled through (default 8)")
+    p.add_argument("--data", type=Path, default=None, help="where the images come from (default: as for parity)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--json", type=Path, default=None, help="also write every number here")
+
+
+def _reference(args, artifacts: list[tuple[Path, Path | None]], required: bool) -> Path | None:
+    """--reference, else the one source checkpoint named by the artifacts' manifests."""
+    if args.reference is not None:
+        if not args.reference.exists():
+            raise EdgeskinError.about(args.reference, "no such reference checkpoint")
+        return args.reference
+    sources = set()
+    for _, manifest in artifacts:
+        if manifest is not None:
+            sources.add(json.loads(manifest.read_text())["source_checkpoint"]["path"])
+    if len(sources) == 1 and Path(next(iter(sources))).exists():
+        found = Path(next(iter(sources)))
+        print(f"reference: {found} (from the manifest)", file=sys.stderr)
+        return found
+    if required:
+        raise EdgeskinError("no reference checkpoint: pass --reference CHECKPOINT (the PyTorch model the artifacts came from)")
+    return None
+
+
+def print_rows(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def cmd_parity(args) -> int:
+    from edgeskin.data import data_root
+    from edgeskin.parity_check import ParityRequest, expand_artifacts, run_parity
+    from edgeskin.reports import check_report_folder, table_rows, write_reports
+
+    artifacts = expand_artifacts(args.artifacts)
+    reference = _reference(args, artifacts, required=True)
+    request = ParityRequest(artifacts=args.artifacts, reference=reference, data=data_root(args.data), split=args.split,
+                            explain=args.explain, explain_images=args.explain_images, bench=not args.no_bench,
+                            bench_runs=args.runs, threads=args.threads)
+    first = artifacts[0]
+    out = args.out or (first[1].parent if first[1] else first[0].parent) / f"parity-{args.split}"
+    check_report_folder(out)  # before minutes of work, not after
+
+    def report(message: str) -> None:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+    run = run_parity(request, report)
+    write_reports(run, out)
+    print(f"parity vs PyTorch ({run.reference.source}) on {len(run.labels)} images of {run.dataset}:")
+    print_rows(table_rows(run))
+    for check in run.checks:
+        if check.divergence:
+            print(f"\n{check.path.name}: {check.divergence.explanation}\n{check.divergence.curve()}")
+    print(f"\nreport: {out / 'report.md'} (+ report.json, confusion-*.png, accuracy-latency.png)")
+    for check in run.failed:
+        print(f"FAILED {check.path}: {'; '.join(check.parity.failures)}", file=sys.stderr)
+    return 1 if run.failed else 0
+
+
+def cmd_bench(args) -> int:
+    from edgeskin.benchmark import benchmark
+    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.data import data_root, load_images, open_dataset
+    from edgeskin.environment import fingerprint, usable_cores
+    from edgeskin.parity_check import expand_artifacts
+    from edgeskin.runtime.metadata import read_artifact_metadata
+    from edgeskin.runtime.preprocess import PreprocessConfig
+
+    artifacts = expand_artifacts(args.artifacts)
+    reference = _reference(args, artifacts, required=False)
+    first = artifacts[0][0]
+    meta = read_artifact_metadata(first) if first.suffix == ".tflite" else None
+    config = load_checkpoint(reference).config.preprocess if reference else PreprocessConfig.from_dict(meta.preprocess if meta else {})
+    dataset = open_dataset(data_root(args.data), args.split)
+    pixels = load_images(dataset, config, progress=False)[: args.images]
+    threads = args.threads or usable_cores()
+    env = fingerprint()
+    exit = meta.exit if meta else None
+    base, results = benchmark([a for a, _ in artifacts], (reference, exit) if reference else None, pixels, threads, args.runs,
+                              progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    print(f"{env['cpu']}, {env['cores']} cores, {threads} threads, python {env['python']}; "
+          + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()))
+    print(f"{len(pixels)} real images from {dataset.name}, cycled; {args.runs} timed runs after 5 warm-up, batch 1, one process per backend")
+    rows = [["model", "backend", "load s", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak RSS MB", "vs PyTorch"]]
+    for r in ([base] if base else []) + results:
+        ratio = "1.00x" if r is base else (f"{r.ratio_to_reference:.2f}x" if r.ratio_to_reference is not None else "-")
+        rows.append([r.name, r.backend, f"{r.import_seconds + r.load_seconds:.3f}", f"{r.first_inference_ms:.1f}", f"{r.p50_ms:.2f}",
+                     f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.throughput_per_s:.1f}", f"{r.peak_rss_mb:.0f}", ratio])
+    print_rows(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"environment": env, "images": dataset.name, "reference": base.to_dict() if base else None,
+                                         "artifacts": [r.to_dict() for r in results]}, indent=2) + "\n")
+    return 0

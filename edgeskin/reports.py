@@ -1,0 +1,189 @@
+"""The parity report a reviewer reads: report.json (every number), report.md (one table), PNGs.
+
+Written into a temporary folder beside the destination and moved into place when complete,
+so an interrupted run never leaves half a report where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeskin.parity_check import ArtifactCheck, ParityRun
+from edgeskin.runtime.errors import EdgeskinError
+
+
+def _artifact_dict(check: ArtifactCheck) -> dict:
+    meta = check.predictor.metadata
+    return {"file": str(check.path), "name": check.path.name, "target": meta.target, "recipe": meta.recipe, "exit": meta.exit,
+            "runtime": check.predictor.runtime, "bytes": check.path.stat().st_size,
+            "verdict": "pass" if check.parity.passed else "fail", "failures": check.parity.failures,
+            "manifest": str(check.manifest) if check.manifest else None, "parity": check.parity.to_dict(),
+            "divergence": check.divergence.to_dict() if check.divergence else None,
+            "latency": check.latency.to_dict() if check.latency else None}
+
+
+def report_dict(run: ParityRun) -> dict:
+    ref = run.reference
+    return {
+        "edgeskin_parity_report": 1,
+        "created": run.created,
+        "reference": {"checkpoint": str(ref.source), "sha256": ref.source_sha256, "arch": ref.config.arch,
+                      "reports": {str(e): r.to_dict() for e, r in run.reference_reports.items()},
+                      "latency": run.reference_latency.to_dict() if run.reference_latency else None},
+        "images": {"source": run.dataset, "count": len(run.labels), "ids": run.image_ids},
+        "environment": run.environment,
+        "artifacts": [_artifact_dict(c) for c in run.checks],
+        "passed": not run.failed,
+    }
+
+
+def _fmt_latency(check: ArtifactCheck) -> str:
+    if check.latency is None:
+        return "-"
+    ratio = "" if check.latency.ratio_to_reference is None else f" ({check.latency.ratio_to_reference:.2f}x)"
+    return f"{check.latency.p50_ms:.2f} ms{ratio}"
+
+
+def table_rows(run: ParityRun) -> list[list[str]]:
+    """The one table of the report (also printed by the command)."""
+    rows = [["artifact", "recipe", "size", "cosine", "agreement", "BMA ref/artifact", "MEL sens ref/artifact", "p50 latency", "verdict"]]
+    for c in run.checks:
+        p = c.parity
+        rows.append([c.path.name, c.recipe, f"{c.path.stat().st_size / 1e6:.2f} MB", f"{p.cosine_mean:.5f}", f"{p.agreement:.1%}",
+                     f"{p.reference_bma:.4f}/{p.artifact_bma:.4f}",
+                     f"{p.reference.melanoma_sensitivity:.3f}/{p.artifact.melanoma_sensitivity:.3f}",
+                     _fmt_latency(c), "pass" if p.passed else "FAIL"])
+    return rows
+
+
+def _markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+
+
+def report_markdown(run: ParityRun) -> str:
+    ref, env = run.reference, run.environment
+    out = [f"# Parity report: {ref.config.arch}", "",
+           f"Reference: `{ref.source}` (sha256 {ref.source_sha256[:12]}...), PyTorch. Images: {len(run.labels)} from `{run.dataset}`. "
+           f"Created {run.created}.", "",
+           _markdown_table([[("**FAIL**" if cell == "FAIL" else cell) for cell in row] for row in table_rows(run)]), ""]
+    if run.reference_latency:
+        r = run.reference_latency
+        out += [f"PyTorch reference latency: p50 {r.p50_ms:.2f} ms, p90 {r.p90_ms:.2f}, p99 {r.p99_ms:.2f} ({r.backend}, {r.threads} threads); "
+                f"latency ratios are artifact p50 / reference p50, measured in one run on {env.get('cpu')} ({env.get('cores')} cores).", ""]
+    for c in run.checks:
+        p = c.parity
+        out += [f"## {c.path.name}", "",
+                f"- runtime: {c.predictor.runtime}; verdict: {'pass' if p.passed else 'FAIL: ' + '; '.join(p.failures)}",
+                f"- logits max/mean |diff| {p.max_abs_logit_diff:.4g} / {p.mean_abs_logit_diff:.4g}; probabilities "
+                f"{p.max_abs_prob_diff:.4g} / {p.mean_abs_prob_diff:.4g}; cosine mean {p.cosine_mean:.6f} (min {p.cosine_min:.6f})",
+                f"- BMA {p.reference_bma:.4f} -> {p.artifact_bma:.4f}; difference {p.bma_difference.estimate:+.4f}, "
+                f"95% bootstrap interval [{p.bma_difference.low:+.4f}, {p.bma_difference.high:+.4f}] ({p.bma_difference.resamples} resamples)",
+                f"- melanoma sensitivity {p.reference.melanoma_sensitivity:.3f} -> {p.artifact.melanoma_sensitivity:.3f}, "
+                f"specificity {p.reference.melanoma_specificity:.3f} -> {p.artifact.melanoma_specificity:.3f}",
+                f"- exact McNemar: reference-only correct {p.mcnemar.reference_only_correct}, artifact-only correct "
+                f"{p.mcnemar.artifact_only_correct}, p = {p.mcnemar.p_value:.4g}",
+                "- per-class recall (reference -> artifact): " + ", ".join(
+                    f"{k} {p.reference.per_class_recall[k]:.2f}->{p.artifact.per_class_recall[k]:.2f}"
+                    for k in p.reference.per_class_recall if p.reference.support[k]), ""]
+        if p.flipped:
+            out += [f"Flipped top-1 ({len(p.flipped)}):", "", _markdown_table(
+                [["image", "reference", "p", "artifact", "p"]] + [[f["image"], f["reference"], f"{f['reference_probability']:.3f}",
+                                                                   f["artifact"], f"{f['artifact_probability']:.3f}"] for f in p.flipped]), ""]
+        if c.divergence:
+            out += [f"Where divergence starts: **{c.divergence.explanation}** (CLS token relative error, mean of "
+                    f"{c.divergence.images} images; embedding: all tokens)", "", "```", c.divergence.curve(), "```", ""]
+        out += [f"![confusion matrices]({_confusion_png(c)})", ""]
+    out += ["![accuracy vs latency](accuracy-latency.png)", "", "Environment: `" + json.dumps(env) + "`", ""]
+    return "\n".join(out)
+
+
+def _confusion_png(check: ArtifactCheck) -> str:
+    return f"confusion-{check.path.name}.png"
+
+
+def plot_confusions(run: ParityRun, check: ArtifactCheck, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    names = run.reference.config.class_names
+    figure, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
+    panels = (("PyTorch reference", check.parity.reference, check.parity.reference_bma),
+              (f"{check.path.name}", check.parity.artifact, check.parity.artifact_bma))
+    for axis, (title, report, bma) in zip(axes, panels, strict=True):
+        matrix = np.array(report.confusion)
+        axis.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            axis.text(j, i, str(value), ha="center", va="center", fontsize=8, color="white" if value > matrix.max() / 2 else "black")
+        axis.set_xticks(range(len(names)), names, rotation=45)
+        axis.set_yticks(range(len(names)), names)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        axis.set_title(f"{title}\nBMA {bma:.4f}, n={report.n}", fontsize=10)
+    figure.suptitle(f"Confusion matrices on {run.dataset}", fontsize=11)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_accuracy_latency(run: ParityRun, path: Path) -> None:
+    """BMA vs p50 latency, one point per artifact (marker area ~ file size), the reference as a star."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7.5, 5), constrained_layout=True)
+    sizes = [c.path.stat().st_size / 1e6 for c in run.checks]
+    scale = 800 / max(sizes) if sizes else 1.0
+    for n, (check, size) in enumerate(zip(run.checks, sizes, strict=True)):
+        latency = check.latency.p50_ms if check.latency else math.nan
+        color = "tab:green" if check.parity.passed else "tab:red"
+        axis.scatter(latency, check.parity.artifact_bma, s=max(20.0, size * scale), alpha=0.55, color=color, edgecolors="black")
+        axis.annotate(f"{check.target} {check.recipe}\n{size:.1f} MB", (latency, check.parity.artifact_bma), fontsize=8,
+                      xytext=(8, 8 - 22 * (n % 3)), textcoords="offset points")  # staggered: close points stay legible
+    if run.reference_latency and run.checks:
+        bma = run.checks[0].parity.reference_bma
+        axis.scatter(run.reference_latency.p50_ms, bma, marker="*", s=250, color="tab:blue", label="PyTorch reference")
+        axis.legend(loc="best")
+    latencies = [c.latency.p50_ms for c in run.checks if c.latency] + ([run.reference_latency.p50_ms] if run.reference_latency else [])
+    if latencies:
+        axis.set_xlim(0, 1.25 * max(latencies))
+    axis.margins(y=0.25)
+    axis.set_xlabel(f"p50 latency, ms (batch 1, {run.checks[0].latency.threads if run.checks and run.checks[0].latency else '?'} threads)")
+    axis.set_ylabel("BMA")
+    axis.set_title(f"Accuracy vs latency on {run.dataset}\nmarker area ~ file size; red = fails its gate", fontsize=10)
+    axis.grid(alpha=0.3)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def check_report_folder(out: Path) -> None:
+    """A report replaces an older report, never anything else."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
+        raise EdgeskinError.about(out, "exists and is not an edgeskin report folder: choose another --out")
+
+
+def write_reports(run: ParityRun, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out)
+    check_report_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (staging / "report.json").write_text(json.dumps(report_dict(run), indent=2) + "\n")
+        (staging / "report.md").write_text(report_markdown(run))
+        for check in run.checks:
+            plot_confusions(run, check, staging / _confusion_png(check))
+        plot_accuracy_latency(run, staging / "accuracy-latency.png")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

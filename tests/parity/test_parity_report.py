@@ -1,0 +1,72 @@
+"""The report a reviewer reads: files that open, numbers that match `edgeskin eval`, verdicts recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from tests.conftest import DEMO_STUDENT
+from tests.helpers import run_cli
+
+
+def test_three_report_kinds_are_written_and_open(parity_report):
+    folder, report, _, _ = parity_report
+    names = [a["name"] for a in report["artifacts"]]
+    markdown = (folder / "report.md").read_text()
+    for name in names:
+        assert f"| {name} |" in markdown  # one table row per artifact
+        with Image.open(folder / f"confusion-{name}.png") as image:
+            assert image.format == "PNG" and image.width > 1.5 * image.height  # two matrices side by side
+    with Image.open(folder / "accuracy-latency.png") as image:
+        assert image.format == "PNG" and image.width >= 600
+    assert "| artifact | recipe | size | cosine | agreement | BMA ref/artifact |" in markdown
+    assert "McNemar" in markdown and "bootstrap" in markdown
+
+
+def test_reference_bma_equals_edgeskin_eval(parity_report, real_data_dir, tmp_path):
+    _, report, _, _ = parity_report
+    done = run_cli("eval", "--checkpoint", DEMO_STUDENT, "--data", real_data_dir, "--split", "test", "--json", tmp_path / "eval.json")
+    assert done.returncode == 0, done.stderr
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    reference = report["reference"]["reports"]["6"]
+    assert reference["bma"] == evaluated["bma"]
+    assert reference["confusion"] == evaluated["confusion"]
+    for entry in report["artifacts"]:
+        assert entry["parity"]["reference_bma"] == evaluated["bma"]
+
+
+def test_verdicts_are_recorded_in_the_manifest(parity_report, converted):
+    out, _, _, _ = converted
+    _, report, _, _ = parity_report
+    manifest = json.loads((out / "manifest.json").read_text())
+    verdicts = {a["name"]: a["verdict"] for a in report["artifacts"]}
+    for entry in manifest["artifacts"]:
+        name = entry["file"].split("/")[-1]
+        check = entry["checks"][-1]
+        assert check["kind"] == "edgeskin parity" and check["count"] == 194 and check["images"].endswith(":test")
+        assert check["verdict"] == entry["verdict"] == verdicts[name]
+
+
+def test_latency_is_measured_against_the_reference(parity_report):
+    _, report, _, _ = parity_report
+    reference = report["reference"]["latency"]
+    assert reference["backend"].startswith("torch") and reference["runs"] == 5
+    for entry in report["artifacts"]:
+        latency = entry["latency"]
+        assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"]
+        assert latency["ratio_to_reference"] == pytest.approx(latency["p50_ms"] / reference["p50_ms"])
+        assert latency["peak_rss_mb"] < reference["peak_rss_mb"]  # no torch in an artifact's process
+        assert latency["threads"] == reference["threads"] == 1
+
+
+def test_explain_gives_a_block_curve_for_every_artifact(parity_report):
+    _, report, _, stdout = parity_report
+    for entry in report["artifacts"]:
+        stages = [s["name"] for s in entry["divergence"]["stages"]]
+        assert stages == ["embedding"] + [f"block {k}" for k in range(1, 7)] + ["logits"]
+    fp32 = next(a for a in report["artifacts"] if a["target"] == "tflite" and a["recipe"] == "fp32")
+    assert fp32["divergence"]["first_jump"] == "none"  # float32 stays at round-off everywhere
+    assert max(s["error"] for s in fp32["divergence"]["stages"]) < 1e-4
+    assert "block 6" in stdout
