@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeskin.converters.quiet import log_tail, quiet_output
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.metadata import METADATA_NAME, ArtifactMetadata
 
@@ -43,26 +44,6 @@ def _onnx2tf_sample(pixels: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _quiet(log_path: Path):
-    """Send stdout/stderr of onnx2tf and TensorFlow (C++ included) to a log file."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-@contextlib.contextmanager
 def _in_folder(folder: Path):
     previous = os.getcwd()
     os.chdir(folder)
@@ -70,12 +51,6 @@ def _in_folder(folder: Path):
         yield
     finally:
         os.chdir(previous)
-
-
-def _log_tail(log_path: Path) -> str:
-    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    return (errors or lines or ["no output"])[-1][:300]
 
 
 def run_onnx2tf(onnx_path: Path, workdir: Path, sample_pixels: np.ndarray, dynamic: bool) -> Onnx2TfOutput:
@@ -89,7 +64,7 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample_pixels: np.ndarray, dynam
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     log = workdir / "onnx2tf.log"
     try:
-        with _in_folder(workdir), _quiet(log):
+        with _in_folder(workdir), quiet_output(log):
             import onnx2tf  # imports TensorFlow, whose start-up messages belong in the log
 
             onnx2tf.convert(
@@ -101,11 +76,11 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample_pixels: np.ndarray, dynam
                 non_verbose=True,
             )
     except SystemExit:
-        raise EdgeskinError.about(onnx_path, f"onnx2tf failed: {_log_tail(log)} (log: {log})") from None
+        raise EdgeskinError.about(onnx_path, f"onnx2tf failed: {log_tail(log)} (log: {log})") from None
     for recipe in ("fp32", "fp16") + (("dynamic",) if dynamic else ()):
         produced = out / FLOAT_FILES[recipe].replace("model", onnx_path.stem)
         if not produced.is_file():
-            raise EdgeskinError.about(onnx_path, f"onnx2tf wrote no {recipe} model: {_log_tail(log)} (log: {log})")
+            raise EdgeskinError.about(onnx_path, f"onnx2tf wrote no {recipe} model: {log_tail(log)} (log: {log})")
         produced.rename(out / FLOAT_FILES[recipe])
     return Onnx2TfOutput(out)
 
@@ -113,7 +88,7 @@ def run_onnx2tf(onnx_path: Path, workdir: Path, sample_pixels: np.ndarray, dynam
 def quantize_int8(saved_model: Path, calibration: np.ndarray, keep_float_ops: tuple[str, ...] = (),
                   keep_float_nodes: tuple[str, ...] = (), integer_io: bool = True, log: Path | None = None) -> bytes:
     """Calibrated int8 from the SavedModel onnx2tf wrote; ops/nodes listed stay float (mixed)."""
-    with _quiet(log or Path(os.devnull)):
+    with quiet_output(log or Path(os.devnull)):
         import tensorflow as tf
         from tensorflow.lite.tools.optimize.debugging.python import debugger
 
@@ -130,7 +105,7 @@ def quantize_int8(saved_model: Path, calibration: np.ndarray, keep_float_ops: tu
         if integer_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    with _quiet(log or Path(os.devnull)):
+    with quiet_output(log or Path(os.devnull)):
         if not mixed:
             return converter.convert()
         options = debugger.QuantizationDebugOptions(denylisted_ops=list(keep_float_ops) or None,
