@@ -128,10 +128,19 @@ def read_tflite_metadata(data: bytes, source: object = "<tflite>") -> dict[str, 
 def read_artifact_metadata(path: str | Path) -> ArtifactMetadata:
     """The edgeskin metadata embedded in an artifact file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise EdgeskinError.about(path, "no such model file")
     if path.suffix == ".tflite":
+        if not path.is_file():
+            raise EdgeskinError.about(path, "is not a file")
         entries = read_tflite_metadata(path.read_bytes(), path)
+        if METADATA_NAME not in entries:
+            raise EdgeskinError.about(path, "has no edgeskin metadata (not converted by edgeskin?)")
+        return ArtifactMetadata.from_json(entries[METADATA_NAME], path)
+    if path.suffix == ".mlpackage":
+        from .mlpackage import read_package_metadata
+
+        entries = read_package_metadata(path)
         if METADATA_NAME not in entries:
             raise EdgeskinError.about(path, "has no edgeskin metadata (not converted by edgeskin?)")
         return ArtifactMetadata.from_json(entries[METADATA_NAME], path)

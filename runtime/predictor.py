@@ -95,24 +95,33 @@ def _onnx_metadata(path: Path, backend: OnnxBackend) -> ArtifactMetadata:
     return ArtifactMetadata.from_json(custom[METADATA_NAME], path)
 
 
-def load(path: str | Path, threads: int | None = None) -> Predictor:
-    """Load an artifact; the backend is chosen by file type (.tflite, .onnx)."""
+def load(path: str | Path, threads: int | None = None, coreml_checker: bool = False) -> Predictor:
+    """Load an artifact; the backend is chosen by file type (.tflite, .onnx, .mlpackage).
+
+    A .mlpackage runs on Core ML itself on macOS; elsewhere (or with coreml_checker=True) its
+    program is evaluated by edgeskin's numpy checker, whose numbers are Core ML's but whose
+    latency says nothing about a phone.
+    """
     path = Path(path)
     if not path.exists():
         raise EdgeskinError.about(path, "no such model file")
-    if path.suffix == ".tflite":
+    if path.suffix in (".tflite", ".mlpackage"):
         metadata = read_artifact_metadata(path)  # checks the file before a runtime touches it
-        return Predictor(path, TFLiteBackend(path, threads), metadata)
+        if path.suffix == ".tflite":
+            return Predictor(path, TFLiteBackend(path, threads), metadata)
+        from .coreml import coreml_backend
+
+        return Predictor(path, coreml_backend(path, threads, prefer_checker=coreml_checker), metadata)
     if path.suffix == ".onnx":
         backend = OnnxBackend(path, threads)
         return Predictor(path, backend, _onnx_metadata(path, backend))
-    raise EdgeskinError.about(path, f"unsupported model type '{path.suffix}' (expected .tflite or .onnx)")
+    raise EdgeskinError.about(path, f"unsupported model type '{path.suffix}' (expected .tflite, .onnx or .mlpackage)")
 
 
 def peek_metadata(path: str | Path) -> ArtifactMetadata:
     """An artifact's embedded metadata, read without starting a TFLite interpreter where possible."""
     path = Path(path)
-    if path.suffix == ".tflite" and path.exists():
+    if path.suffix in (".tflite", ".mlpackage") and path.exists():
         return read_artifact_metadata(path)
     return load(path, threads=1).metadata
 

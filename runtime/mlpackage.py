@@ -1,0 +1,260 @@
+"""Read a Core ML `.mlpackage` (an ML Program) without coremltools: description, metadata, the MIL
+program and its weights.
+
+Field numbers follow Core ML's public Model.proto / MIL.proto; weights follow the MIL blob file
+layout (a 64-byte header, then per tensor a 64-byte record with sentinel 0xDEADBEEF, data type,
+size and offset). Everything is checked as it is read, so a truncated or foreign file is a
+one-line error instead of a wrong number.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import protowire as pw
+from .errors import EdgeskinError
+
+MIL_DTYPES = {1: "bool", 2: "string", 10: "float16", 11: "float32", 12: "float64", 21: "int8", 22: "int16", 23: "int32",
+              24: "int64", 31: "uint8", 32: "uint16", 33: "uint32", 34: "uint64"}
+SUB_BYTE_DTYPES = {25: "int4", 35: "uint4", 36: "uint2", 37: "uint1", 38: "uint6", 39: "uint3"}
+BLOB_SENTINEL = 0xDEADBEEF
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str  # numpy dtype name, "string", "dict", "list"
+    shape: tuple[int, ...] | None  # None when not a tensor or not static
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A binding to another op's output (as opposed to a constant value written inline)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class MilOp:
+    type: str
+    inputs: dict[str, list]  # parameter -> bindings: Ref(variable name) or a constant value
+    outputs: tuple[str, ...]
+    output_info: tuple[TensorInfo, ...]
+    attributes: dict[str, object]
+
+
+@dataclass(frozen=True)
+class MilProgram:
+    inputs: dict[str, TensorInfo]
+    ops: tuple[MilOp, ...]
+    outputs: tuple[str, ...]
+    opset: str
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str  # "image", "multiArray", "dictionary", "string", ...
+
+
+@dataclass(frozen=True)
+class CoreMLPackage:
+    path: Path
+    specification_version: int
+    inputs: tuple[Feature, ...]
+    outputs: tuple[Feature, ...]
+    predicted_feature: str
+    predicted_probabilities: str
+    author: str
+    license: str
+    description: str
+    user_metadata: dict[str, str]
+    program: MilProgram
+    weight_files: dict[str, Path] = field(default_factory=dict)
+
+
+def model_file(package: Path) -> Path:
+    """The model.mlmodel inside a package, found through its Manifest.json."""
+    manifest = package / "Manifest.json"
+    if not package.is_dir() or not manifest.is_file():
+        raise EdgeskinError.about(package, "not a Core ML package (no Manifest.json inside)")
+    try:
+        info = json.loads(manifest.read_text())
+        root = info["itemInfoEntries"][info["rootModelIdentifier"]]["path"]
+    except (ValueError, KeyError, TypeError):
+        raise EdgeskinError.about(manifest, "malformed Core ML package manifest") from None
+    path = package / "Data" / root
+    if not path.is_file():
+        raise EdgeskinError.about(package, f"the model file named by its manifest is missing (Data/{root})")
+    return path
+
+
+class _BlobReader:
+    """Weights stored outside the protobuf, read on demand and checked against their declared type."""
+
+    def __init__(self, model_dir: Path, source: Path) -> None:
+        self.model_dir, self.source = model_dir, source
+        self.files: dict[str, bytes] = {}
+
+    def read(self, name: str, offset: int, info: TensorInfo) -> np.ndarray:
+        path = self.model_dir / name.removeprefix("@model_path/")
+        if name not in self.files:
+            if not path.is_file():
+                raise EdgeskinError.about(self.source, f"weight file {name} is missing")
+            self.files[name] = path.read_bytes()
+        data = self.files[name]
+        where = f"weight file {path.name}"
+        if offset + 64 > len(data):
+            raise EdgeskinError.about(self.source, f"{where} is truncated (record at {offset} past its end, {len(data)} bytes)")
+        sentinel, _, size, start = struct.unpack_from("<IIQQ", data, offset)
+        if sentinel != BLOB_SENTINEL:
+            raise EdgeskinError.about(self.source, f"{where} is corrupt (no blob record at offset {offset})")
+        if start + size > len(data):
+            raise EdgeskinError.about(self.source, f"{where} is truncated (tensor at {start}+{size} past its end, {len(data)} bytes)")
+        raw = data[start : start + size]
+        if info.dtype in SUB_BYTE_DTYPES.values():
+            return np.frombuffer(raw, np.uint8).copy()  # unpacked by the op that uses it
+        count = int(np.prod(info.shape)) if info.shape else 1
+        if count * np.dtype(info.dtype).itemsize != size:
+            raise EdgeskinError.about(self.source, f"{where}: tensor at {offset} has {size} bytes, its type needs "
+                                      f"{count * np.dtype(info.dtype).itemsize}")
+        return np.frombuffer(raw, info.dtype).reshape(info.shape).copy()
+
+
+def _value_type(fields: pw.Fields, source) -> TensorInfo:
+    tensor = pw.message(fields, 1, source)
+    if not tensor:
+        kind = "list" if 2 in fields else "tuple" if 3 in fields else "dict" if 4 in fields else "unknown"
+        return TensorInfo(kind, None)
+    code = pw.first(tensor, 1, 0)
+    dtype = MIL_DTYPES.get(code) or SUB_BYTE_DTYPES.get(code) or f"dtype#{code}"
+    dims = []
+    for dim in pw.messages(tensor, 3, source):
+        constant = pw.message(dim, 1, source)
+        dims.append(pw.first(constant, 1, 0) if constant or 1 in dim else -1)
+    return TensorInfo(dtype, tuple(dims) if all(d >= 0 for d in dims) else None)
+
+
+def _repeated(fields: pw.Fields, decode) -> list:
+    values = []
+    for item in fields.get(1, []):
+        values.extend(decode(item) if isinstance(item, bytes) else [pw.signed(item)])
+    return values
+
+
+def _tensor_value(fields: pw.Fields, info: TensorInfo, source):
+    shape = info.shape if info.shape is not None else None
+    if 4 in fields:  # strings
+        strings = [s.decode("utf-8") for s in pw.message(fields, 4, source).get(1, [])]
+        return strings[0] if shape == () else strings
+    if 7 in fields:  # raw bytes, interpreted by the declared type
+        raw = pw.first(pw.message(fields, 7, source), 1, b"")
+        if info.dtype in SUB_BYTE_DTYPES.values():
+            return np.frombuffer(raw, np.uint8).copy()
+        array = np.frombuffer(raw, info.dtype).copy()
+    elif 1 in fields:
+        array = np.array(_repeated(pw.message(fields, 1, source), pw.packed_floats), np.float32)
+    elif 6 in fields:
+        array = np.array(_repeated(pw.message(fields, 6, source), pw.packed_doubles), np.float64)
+    elif 2 in fields or 5 in fields or 3 in fields:
+        number = 2 if 2 in fields else 5 if 5 in fields else 3
+        array = np.array(_repeated(pw.message(fields, number, source), pw.packed_varints), np.int64)
+    else:
+        array = np.zeros(0, np.float32)
+    dtype = info.dtype if info.dtype in MIL_DTYPES.values() and info.dtype != "string" else array.dtype
+    array = array.astype(dtype)
+    return array.reshape(shape) if shape is not None and array.size == int(np.prod(shape)) else array
+
+
+def decode_value(data: bytes, blobs: _BlobReader, source):
+    """A MIL Value: an immediate tensor / list, or a tensor in a weight file."""
+    fields = pw.parse(data, source)
+    info = _value_type(pw.message(fields, 2, source), source)
+    blob = pw.message(fields, 5, source)
+    if blob:
+        return blobs.read(pw.text(blob, 1), pw.first(blob, 2, 0), info)
+    immediate = pw.message(fields, 3, source)
+    if 1 in immediate:
+        return _tensor_value(pw.message(immediate, 1, source), info, source)
+    if 3 in immediate:  # ListValue: repeated Value
+        return [decode_value(v, blobs, source) for v in pw.message(immediate, 3, source).get(1, [])]
+    raise EdgeskinError.about(source, f"unsupported MIL value kind ({sorted(immediate)})")
+
+
+def _named_types(items: list[bytes], source) -> list[tuple[str, TensorInfo]]:
+    named = []
+    for item in items:
+        fields = pw.parse(item, source)
+        named.append((pw.text(fields, 1), _value_type(pw.message(fields, 2, source), source)))
+    return named
+
+
+def _operation(data: bytes, blobs: _BlobReader, source) -> MilOp:
+    fields = pw.parse(data, source)
+    inputs = {}
+    for name, argument in pw.string_map(fields, 2, source).items():
+        bindings = []
+        for binding in pw.messages(pw.parse(argument, source), 1, source):
+            bindings.append(Ref(pw.text(binding, 1)) if 1 in binding else decode_value(pw.first(binding, 2), blobs, source))
+        inputs[name] = bindings
+    outputs = _named_types(fields.get(3, []), source)
+    if fields.get(4):
+        raise EdgeskinError.about(source, f"op {pw.text(fields, 1)} has nested blocks (control flow), which the checker does not run")
+    # const ops keep their value in "val"; iOS16 constexpr ops keep all their data as attributes
+    attributes = {name: decode_value(value, blobs, source) for name, value in pw.string_map(fields, 5, source).items()
+                  if name != "name"}
+    return MilOp(pw.text(fields, 1), inputs, tuple(n for n, _ in outputs), tuple(i for _, i in outputs), attributes)
+
+
+def _program(fields: pw.Fields, blobs: _BlobReader, source) -> MilProgram:
+    functions = pw.string_map(fields, 2, source)
+    if "main" not in functions:
+        raise EdgeskinError.about(source, "its ML Program has no 'main' function")
+    function = pw.parse(functions["main"], source)
+    opset = pw.text(function, 2)
+    blocks = pw.string_map(function, 3, source)
+    if opset not in blocks:
+        raise EdgeskinError.about(source, f"its main function has no block for opset {opset}")
+    block = pw.parse(blocks[opset], source)
+    ops = tuple(_operation(op, blobs, source) for op in block.get(3, []))
+    outputs = tuple(o.decode("utf-8") for o in block.get(2, []))
+    return MilProgram(dict(_named_types(function.get(1, []), source)), ops, outputs, opset)
+
+
+def _features(items: list[bytes], source) -> tuple[Feature, ...]:
+    kinds = {3: "string", 4: "image", 5: "multiArray", 6: "dictionary", 1: "int64", 2: "double"}
+    features = []
+    for item in items:
+        fields = pw.parse(item, source)
+        feature_type = pw.message(fields, 3, source)
+        kind = next((kinds[k] for k in kinds if k in feature_type), "other")
+        features.append(Feature(pw.text(fields, 1), kind))
+    return tuple(features)
+
+
+def read_package(package: str | Path) -> CoreMLPackage:
+    package = Path(package)
+    path = model_file(package)
+    model = pw.parse(path.read_bytes(), path)
+    description = pw.message(model, 2, path)
+    metadata = pw.message(description, 100, path)
+    user = {key: value.decode("utf-8", "replace") for key, value in pw.string_map(metadata, 100, path).items()}
+    if 502 not in model:
+        raise EdgeskinError.about(package, "is not an ML Program (neural-network .mlmodel formats are not supported)")
+    blobs = _BlobReader(path.parent, package)
+    program = _program(pw.message(model, 502, path), blobs, package)
+    return CoreMLPackage(package, pw.first(model, 1, 0), _features(description.get(1, []), path),
+                         _features(description.get(10, []), path), pw.text(description, 11), pw.text(description, 12),
+                         pw.text(metadata, 3), pw.text(metadata, 4), pw.text(metadata, 1), user, program)
+
+
+def read_package_metadata(package: str | Path) -> dict[str, str]:
+    """Only the user-defined metadata (cheap: the program's weights are not read)."""
+    path = model_file(Path(package))
+    model = pw.parse(path.read_bytes(), path)
+    metadata = pw.message(pw.message(model, 2, path), 100, path)
+    return {key: value.decode("utf-8", "replace") for key, value in pw.string_map(metadata, 100, path).items()}
