@@ -20,8 +20,24 @@ def artifact_name(model: str, exit: int, recipe: str, suffix: str) -> str:
     return f"{model}-e{exit}-{recipe}{suffix}"
 
 
+TARGET_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def artifact_digest(path: Path) -> tuple[int, str]:
+    """(bytes, sha256) of an artifact file, or of a package folder (every file, by relative path)."""
+    if path.is_file():
+        data = path.read_bytes()
+        return len(data), sha256_bytes(data)
+    digest, size = hashlib.sha256(), 0
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0" + hashlib.sha256(data).digest())
+        size += len(data)
+    return size, digest.hexdigest()
 
 
 def check_output_folder(out: Path, force: bool) -> None:

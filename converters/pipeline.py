@@ -15,8 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from edgeskin.checkpoint import LoadedModel
-from edgeskin.converters.artifacts import artifact_name, sha256_bytes, staged_folder, write_manifest
+from edgeskin.converters.artifacts import (
+    TARGET_SUFFIX,
+    artifact_digest,
+    artifact_name,
+    staged_folder,
+    write_manifest,
+)
 from edgeskin.converters.calibration import DEFAULT_COUNT, CalibrationSet, calibration_set
+from edgeskin.converters.coreml import MINIMUM_DEPLOYMENT_TARGET
 from edgeskin.converters.onnx import OUTPUT_NAMES, export_onnx_bytes, with_metadata
 from edgeskin.converters.recipes import Recipe
 from edgeskin.data import BUNDLED_SAMPLES, load_images, open_dataset
@@ -120,30 +127,49 @@ def _input_contract(spec, layout: str) -> InputContract:
                          scale=spec.scale if quantized else None, zero_point=spec.zero_point if quantized else None)
 
 
-def _finish(request, exit, recipe, raw: bytes, suffix: str, layout: str, staging: Path, verdict: _Verdict,
+def _finish(request, exit, recipe, probe_path: Path, target: str, layout: str, staging: Path, verdict: _Verdict,
             versions: dict, seconds: float, embed) -> ArtifactResult:
-    """Label a converted model, embed its metadata, check it on the verdict images."""
-    from edgeskin.runtime.backends import OnnxBackend, TFLiteBackend
-
-    probe_path = staging / ".work" / f"probe-{recipe.name}{suffix}"
-    probe_path.write_bytes(raw)
-    backend = (TFLiteBackend if suffix == ".tflite" else OnnxBackend)(probe_path, threads=None)
+    """Label a converted model, embed its metadata (embed(probe, metadata, destination)), check it
+    on the verdict images; a failing artifact goes to failed/."""
+    suffix = TARGET_SUFFIX[target]
+    backend = load_backend(probe_path)
     contract = _input_contract(backend.inputs[0], layout)
     outputs = _output_order(backend, verdict.reference[0], model_input(verdict.pixels[0], layout, backend.inputs[0]))
-    target = "tflite" if suffix == ".tflite" else "onnx"
     meta = _metadata(request, target, exit, recipe, contract, outputs, versions)
-    data = embed(raw, meta)
     name = artifact_name(request.loaded.config.arch, exit, recipe.name, suffix)
     path = staging / name
-    path.write_bytes(data)
-    predictor = load_artifact(path)
+    embed(probe_path, meta, path)
+    predictor = load_artifact(path, coreml_checker=True)
     logits = np.stack([predictor.run(p)["logits"] for p in verdict.pixels])
     parity = compare(verdict.reference, logits, verdict.labels, meta.class_names, verdict.image_ids, recipe.gate)
     if not parity.passed:
         (staging / "failed").mkdir(exist_ok=True)
         path.rename(staging / "failed" / name)
         name = f"failed/{name}"
-    return ArtifactResult(name, recipe, target, len(data), sha256_bytes(data), seconds, parity, meta)
+    size, digest = artifact_digest(staging / name)
+    notes = [f"minimum deployment target {MINIMUM_DEPLOYMENT_TARGET}"] if target == "coreml" else []
+    return ArtifactResult(name, recipe, target, size, digest, seconds, parity, meta, notes)
+
+
+def load_backend(path: Path):
+    """A runtime backend for a freshly converted file (before it carries edgeskin metadata)."""
+    from edgeskin.runtime.backends import OnnxBackend, TFLiteBackend
+    from edgeskin.runtime.coreml import CoreMLCheckerBackend
+
+    return {".tflite": TFLiteBackend, ".onnx": OnnxBackend, ".mlpackage": CoreMLCheckerBackend}[path.suffix](path, threads=None)
+
+
+def _bytes_embedder(embed_bytes):
+    def embed(probe: Path, meta: ArtifactMetadata, destination: Path) -> None:
+        destination.write_bytes(embed_bytes(probe.read_bytes(), meta))
+
+    return embed
+
+
+def _probe(staging: Path, recipe: Recipe, suffix: str, raw: bytes) -> Path:
+    path = staging / ".work" / f"probe-{recipe.name}{suffix}"
+    path.write_bytes(raw)
+    return path
 
 
 def _convert_tflite(request, exit, staging, verdict, calibration, versions, report) -> list[ArtifactResult]:
@@ -169,7 +195,8 @@ def _convert_tflite(request, exit, staging, verdict, calibration, versions, repo
             keep = tuple(sorted(float_ops)) if recipe.name == "int8-mixed" else ()
             raw = quantize_int8(converted.folder, calibration.pixels, keep_float_ops=keep, log=work / f"{recipe.name}.log")
             seconds = time.perf_counter() - began
-        results.append(_finish(request, exit, recipe, raw, ".tflite", "NHWC", staging, verdict, versions, seconds, embed_metadata))
+        results.append(_finish(request, exit, recipe, _probe(staging, recipe, ".tflite", raw), "tflite", "NHWC", staging, verdict,
+                               versions, seconds, _bytes_embedder(embed_metadata)))
         report(f"{recipe.name}: {'pass' if results[-1].parity.passed else 'FAIL'}")
     return results
 
@@ -178,8 +205,26 @@ def _convert_onnx(request, exit, staging, verdict, versions, report) -> list[Art
     began = time.perf_counter()
     raw = export_onnx_bytes(request.loaded.model, exit, verdict.pixels[0])
     seconds = time.perf_counter() - began
-    return [_finish(request, exit, recipe, raw, ".onnx", "NCHW", staging, verdict, versions, seconds, with_metadata)
+    return [_finish(request, exit, recipe, _probe(staging, recipe, ".onnx", raw), "onnx", "NCHW", staging, verdict, versions,
+                    seconds, _bytes_embedder(with_metadata))
             for recipe in request.recipes["onnx"]]
+
+
+def _convert_coreml(request, exit, staging, verdict, versions, report) -> list[ArtifactResult]:
+    from edgeskin.converters.coreml import convert_coreml, embed_coreml_metadata
+
+    recipes = request.recipes["coreml"]
+    report("coremltools: converting (" + ", ".join(r.name for r in recipes) + ") ...")
+    began = time.perf_counter()
+    packages = convert_coreml(request.loaded.model, exit, request.loaded.config.class_names, [r.name for r in recipes],
+                              verdict.pixels[0], staging / ".work")
+    seconds = (time.perf_counter() - began) / len(recipes)
+    results = []
+    for recipe in recipes:
+        results.append(_finish(request, exit, recipe, packages[recipe.name], "coreml", "NCHW", staging, verdict, versions,
+                               seconds, embed_coreml_metadata))
+        report(f"coreml {recipe.name}: {'pass' if results[-1].parity.passed else 'FAIL'}")
+    return results
 
 
 def convert(request: ConvertRequest, report=print) -> tuple[Path, dict, list[ArtifactResult]]:
@@ -198,6 +243,8 @@ def convert(request: ConvertRequest, report=print) -> tuple[Path, dict, list[Art
             results += _convert_tflite(request, exit, staging, verdict, calibration, versions, report)
         if request.recipes.get("onnx"):
             results += _convert_onnx(request, exit, staging, verdict, versions, report)
+        if request.recipes.get("coreml"):
+            results += _convert_coreml(request, exit, staging, verdict, versions, report)
         shutil.rmtree(staging / ".work")
         manifest = build_manifest(request, exit, results, verdict, calibration, versions)
         write_manifest(staging, manifest)
@@ -220,7 +267,8 @@ def build_manifest(request, exit, results, verdict: _Verdict, calibration: Calib
              "verdict": "pass" if r.parity.passed else "fail", "failures": r.parity.failures, "bytes": r.bytes,
              "sha256": r.sha256, "conversion_seconds": round(r.seconds, 2), "exit": exit,
              "class_names": list(r.metadata.class_names), "input": r.metadata.input.__dict__,
-             "outputs": list(r.metadata.outputs), "parity": r.parity.to_dict()}
+             "outputs": list(r.metadata.outputs), "parity": r.parity.to_dict(),
+             **({"minimum_deployment_target": MINIMUM_DEPLOYMENT_TARGET} if r.target == "coreml" else {})}
             for r in results
         ],
     }

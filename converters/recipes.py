@@ -33,8 +33,8 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         Recipe("fp32", ("tflite", "onnx", "coreml"), "float32 weights and activations",
                Gate(min_agreement=1.0, max_logit_diff_rel=1e-3)),
-        Recipe("fp16", ("tflite", "coreml"), "float16 weights, float32 compute where the runtime chooses",
-               Gate(min_agreement=0.995)),
+        Recipe("fp16", ("tflite", "coreml"), "float16 weights (TFLite: float32 compute where the runtime chooses; "
+               "Core ML: float16 compute)", Gate(min_agreement=0.995)),
         Recipe("dynamic", ("tflite",), "int8 weights, float activations (dynamic-range quantization)",
                Gate(min_agreement=0.98, min_cosine=0.999)),
         Recipe("int8", ("tflite",), "full integer: int8 weights and activations, int8 input and output, calibrated "
@@ -43,12 +43,18 @@ RECIPES: dict[str, Recipe] = {
         Recipe("int8-mixed", ("tflite",), "calibrated int8 weights and activations for every linear layer and the patch "
                "convolution; LayerNorm, Softmax, GELU, attention matmuls and residual adds kept float",
                Gate(min_agreement=0.97, max_bma_loss=0.01), needs_calibration=True),
+        Recipe("w8", ("coreml",), "int8 linear per-channel weights, decompressed on load; float16 compute",
+               Gate(min_agreement=0.98)),
+        Recipe("palettize6", ("coreml",), "6-bit k-means palettized weights (64-entry palette per tensor); float16 compute",
+               Gate(min_agreement=0.97, max_bma_loss=0.01)),
+        Recipe("palettize4", ("coreml",), "4-bit k-means palettized weights (16-entry palette per tensor); float16 compute; "
+               "lossy by design: check its agreement and BMA loss before shipping", Gate(min_agreement=0.90, max_bma_loss=0.03)),
     )
 }
 
 
-TARGETS = ("tflite", "onnx")
-DEFAULT_RECIPES = {"tflite": "fp32,fp16,dynamic,int8-mixed", "onnx": "fp32"}
+TARGETS = ("tflite", "onnx", "coreml")
+DEFAULT_RECIPES = {"tflite": "fp32,fp16,dynamic,int8-mixed", "onnx": "fp32", "coreml": "fp32,fp16,w8,palettize6,palettize4"}
 
 
 def recipes_for(target: str, text: str | None) -> dict[str, list[Recipe]]:

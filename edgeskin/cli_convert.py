@@ -14,10 +14,10 @@ DEMO_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "demo" / "skindis
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("convert", help="checkpoint -> verified TFLite / ONNX artifacts + manifest")
+    p = sub.add_parser("convert", help="checkpoint -> verified TFLite / ONNX / Core ML artifacts + manifest")
     p.add_argument("checkpoint", nargs="?", default=None, help="checkpoint (default: the bundled demo student)")
-    p.add_argument("--target", default="tflite", help="tflite, onnx or all (default: tflite)")
-    p.add_argument("--recipes", default=None, help="comma list: fp32,fp16,dynamic,int8,int8-mixed (default: fp32,fp16,dynamic,int8-mixed; onnx: fp32)")
+    p.add_argument("--target", default="tflite", help="tflite, onnx, coreml or all (default: tflite)")
+    p.add_argument("--recipes", default=None, help="comma list of recipes (tflite: fp32,fp16,dynamic,int8,int8-mixed, default all but int8; onnx: fp32; coreml: fp32,fp16,w8,palettize6,palettize4, default all)")
     p.add_argument("--exit", type=int, default=None, help="exit head to export (default: the final head)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: dist/<model>)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -100,19 +100,11 @@ def print_table(results, manifest) -> None:
 
 def cmd_predict(args) -> int:
     from edgeskin.runtime.predictor import load, predict_files
+    from edgeskin.runtime.reporting import result_line, result_record
 
     predictor = load(args.artifact, threads=args.threads)
     failures = 0
     for path, result in predict_files(predictor, args.images, args.top_k):
-        if isinstance(result, EdgeskinError):
-            failures += 1
-            problem = str(result).removeprefix(f"{path}: ")
-            print(json.dumps({"image": str(path), "error": problem}) if args.json else f"{path}: error: {problem}")
-            continue
-        if args.json:
-            print(json.dumps({"image": str(path), "label": result.label, "probability": result.probability,
-                              "top_k": [{"label": n, "probability": p} for n, p in result.top_k]}))
-        else:
-            ranked = "  ".join(f"{n} {p:.3f}" for n, p in result.top_k)
-            print(f"{path}: {result.label} ({result.probability:.3f})   top-{len(result.top_k)}: {ranked}")
+        failures += isinstance(result, EdgeskinError)
+        print(json.dumps(result_record(path, result)) if args.json else result_line(path, result))
     return 1 if failures else 0

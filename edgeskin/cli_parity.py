@@ -11,7 +11,7 @@ from edgeskin.runtime.errors import EdgeskinError
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("parity", help="artifacts vs the PyTorch reference on real images: report, plots, verdicts")
-    p.add_argument("artifacts", nargs="+", type=Path, help=".tflite/.onnx files, manifest.json files, or folders written by convert")
+    p.add_argument("artifacts", nargs="+", type=Path, help=".tflite/.onnx/.mlpackage artifacts, manifest.json files, or folders written by convert")
     p.add_argument("--reference", type=Path, default=None, help="PyTorch checkpoint (default: the manifest's source checkpoint)")
     p.add_argument("--data", type=Path, default=None, help="real images (default: $EDGESKIN_DATA, else ../shared/data/isic-public)")
     p.add_argument("--split", default="test", help="split to check on (default: test)")
@@ -23,7 +23,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
 
     p = sub.add_parser("bench", help="load time, latency percentiles, throughput and peak memory, vs PyTorch")
-    p.add_argument("artifacts", nargs="+", type=Path, help=".tflite/.onnx files, manifest.json files, or folders written by convert")
+    p.add_argument("artifacts", nargs="+", type=Path, help=".tflite/.onnx/.mlpackage artifacts, manifest.json files, or folders written by convert")
     p.add_argument("--reference", type=Path, default=None, help="PyTorch checkpoint to compare with (default: the manifest's source)")
     p.add_argument("--threads", type=int, default=None, help="threads for every backend (default: all cores)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per backend after 5 warm-up runs (default 50)")

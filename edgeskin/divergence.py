@@ -4,7 +4,7 @@ A final-logit error says *that* an artifact is wrong, not *where*. Here the resi
 the converted graph is found structurally (the input of the first normalization, then each add
 that consumes it: two per transformer block), its values are read from the artifact itself
 (ONNX: the tensors exposed as extra graph outputs; TFLite: the interpreter keeping every
-intermediate tensor), and compared with the same points of the PyTorch model. Tensor names are
+intermediate tensor; Core ML: the numpy checker keeping every variable of the program), and compared with the same points of the PyTorch model. Tensor names are
 not used: onnx2tf does not keep them.
 """
 
@@ -111,6 +111,25 @@ def _onnx_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> list[
     return [session.run(stream, {name: model_input(image, "NCHW", predictor.input)}) for image in pixels]
 
 
+def _coreml_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> list[list[np.ndarray]]:
+    """The Core ML program's own values, from the numpy checker keeping every variable."""
+    from edgeskin.runtime.coreml import CoreMLCheckerBackend
+    from edgeskin.runtime.mlpackage import Ref
+
+    backend = CoreMLCheckerBackend(predictor.path)
+    ops, shapes = [], {}
+    for op in backend.package.program.ops:
+        ordered = [op.inputs.get("x", [])] + [b for name, b in op.inputs.items() if name != "x"]  # data input first
+        ops.append(_Op(op.type, tuple(b.name for bindings in ordered for b in bindings if isinstance(b, Ref)), op.outputs))
+        shapes.update(zip(op.outputs, (info.shape for info in op.output_info), strict=True))
+    stream = _stage_points(residual_stream(ops, shapes, {"layer_norm"}, {"add"}), blocks, predictor.path)
+    values = []
+    for image in pixels:
+        kept = backend.executor.run({backend.input_name: model_input(image, "NCHW", predictor.input)}, keep_all=True)
+        values.append([np.asarray(kept[t], np.float32) for t in stream])
+    return values
+
+
 def _stage_points(stream: list, blocks: int, path) -> list:
     """Embedding output, then the output of each block (every second residual add)."""
     if len(stream) < 2 * blocks + 1:
@@ -144,9 +163,9 @@ def locate_divergence(predictor: Predictor, model, pixels: np.ndarray) -> Diverg
     import torch
 
     blocks = predictor.metadata.exit
-    reader = {".tflite": _tflite_stream, ".onnx": _onnx_stream}.get(predictor.path.suffix)
+    reader = {".tflite": _tflite_stream, ".onnx": _onnx_stream, ".mlpackage": _coreml_stream}.get(predictor.path.suffix)
     if reader is None:
-        raise EdgeskinError.about(predictor.path, "block-by-block analysis is available for .tflite and .onnx artifacts")
+        raise EdgeskinError.about(predictor.path, "block-by-block analysis is available for .tflite, .onnx and .mlpackage artifacts")
     artifact_values = reader(predictor, pixels, blocks)
     model.eval()
     with torch.no_grad():

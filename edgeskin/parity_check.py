@@ -29,7 +29,7 @@ from edgeskin.runtime.metadata import ArtifactMetadata
 from edgeskin.runtime.predictor import Predictor, peek_metadata
 from edgeskin.runtime.predictor import load as load_artifact
 
-ARTIFACT_SUFFIXES = (".tflite", ".onnx")
+ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".mlpackage")
 
 
 @dataclass
@@ -86,8 +86,9 @@ def expand_artifacts(arguments: list[Path]) -> list[tuple[Path, Path | None]]:
     """Artifact files and manifests (or folders with one) -> [(artifact file, its manifest or None)]."""
     found: list[tuple[Path, Path | None]] = []
     for argument in map(Path, arguments):
-        manifest = argument / MANIFEST if argument.is_dir() else argument
-        if manifest.name == MANIFEST or argument.is_dir():
+        is_folder = argument.is_dir() and argument.suffix != ".mlpackage"  # a package is a folder too
+        manifest = argument / MANIFEST if is_folder else argument
+        if manifest.name == MANIFEST or is_folder:
             if not manifest.is_file():
                 raise EdgeskinError.about(argument, f"no {MANIFEST} here (pass artifact files or a folder written by edgeskin convert)")
             try:

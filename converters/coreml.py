@@ -1,0 +1,134 @@
+"""PyTorch -> Core ML ML Program (.mlpackage) with coremltools, and its compression recipes.
+
+The package takes an image (`ct.ImageType`, RGB 224x224, so an iOS app passes a CVPixelBuffer;
+pixel values 0-255, the normalization stays inside the model) and is a classifier: `label`
+(the top class) and `label_probs` (class -> probability), plus the `logits` array.
+
+coremltools 9.0 cannot make a float16 classifier with an extra output in one call (its torch
+frontend declares float16 outputs, then indexes them past the classifier's added outputs), so
+the traced model is first converted to a MIL program at the target precision and then exported
+with the classifier. `w8` and `palettize*` compress the float16 program's weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeskin.converters.quiet import log_tail, quiet_output
+from edgeskin.models import SkinViT, deployable
+from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.metadata import METADATA_NAME, ArtifactMetadata
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+INPUT_NAME = "image"
+LABEL_NAME = "label"
+MINIMUM_DEPLOYMENT_TARGET = "iOS16"  # also macOS 13; the constexpr weight ops of w8/palettize need it
+AUTHOR = "edgeskin (SkinDistilViT, arXiv 2308.08669)"
+DESCRIPTION = ("Skin-lesion classifier ({model}, exit {exit}, recipe {recipe}). Input: RGB image, 224x224, pixel values "
+               "0-255 (normalization is inside the model). Outputs: label, label_probs, logits. "
+               "Not a medical device: not for clinical use without validation.")
+COMPRESSION = {"w8": "int8 linear per-channel weights (constexpr_affine_dequantize), float16 compute",
+               "palettize6": "6-bit k-means palettized weights (constexpr_lut_to_dense), float16 compute",
+               "palettize4": "4-bit k-means palettized weights (constexpr_lut_to_dense), float16 compute"}
+
+
+@contextlib.contextmanager
+def _coremltools(log: Path):
+    """Import coremltools with its version warnings and progress bars sent to the log."""
+    with quiet_output(log), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        logging.getLogger("coremltools").setLevel(logging.ERROR)
+        import coremltools as ct
+
+        yield ct
+
+
+def _program(ct, traced, precision: str):
+    """The traced model as an ML Program without classifier (logits, probabilities)."""
+    return ct.convert(traced, inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, 3, 224, 224), color_layout=ct.colorlayout.RGB)],
+                      outputs=[ct.TensorType(name="logits", dtype=np.float32), ct.TensorType(name="probabilities", dtype=np.float32)],
+                      convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+                      compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
+
+
+def _compress(ct, model, recipe: str):
+    import coremltools.optimize.coreml as cto
+
+    if recipe == "w8":
+        config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
+        return cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=config))
+    bits = int(recipe.removeprefix("palettize"))
+    config = cto.OpPalettizerConfig(mode="kmeans", nbits=bits, granularity="per_tensor")
+    return cto.palettize_weights(model, cto.OptimizationConfig(global_config=config))
+
+
+def _as_classifier(ct, model, class_names):
+    """Add the classifier outputs last: coremltools can neither compress a classifier (its class
+    list does not serialize back) nor convert a float16 one with extra outputs in one call."""
+    program = model._mil_program
+    program.functions["main"].set_output_types(None)
+    return ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+                      compute_precision=ct.precision.FLOAT32,  # keeps the program's own (float16) precision as it is
+                      classifier_config=ct.ClassifierConfig(list(class_names), predicted_feature_name=LABEL_NAME,
+                                                            predicted_probabilities_output="probabilities"))
+
+
+def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[str], example: np.ndarray,
+                   work: Path) -> dict[str, Path]:
+    """Write work/<recipe>.mlpackage for each recipe (fp32, fp16, w8, palettize6, palettize4)."""
+    log = work / "coremltools.log"
+    wrapper = deployable(model, exit, with_logits=True).eval()
+    dummy = torch.from_numpy(example).permute(2, 0, 1)[None].float()
+    written = {}
+    recipe = "-"
+    try:
+        with _coremltools(log) as ct:
+            with torch.no_grad():
+                traced = torch.jit.trace(wrapper, dummy)
+            float16 = None
+            for recipe in recipes:
+                if recipe == "fp32":
+                    converted = _program(ct, traced, "fp32")
+                else:
+                    float16 = float16 or _program(ct, traced, "fp16")
+                    converted = float16 if recipe == "fp16" else _compress(ct, float16, recipe)
+                path = work / f"{recipe}.mlpackage"
+                _as_classifier(ct, converted, class_names).save(str(path))
+                written[recipe] = path
+    except EdgeskinError:
+        raise
+    except Exception as exc:  # coremltools raises plain exceptions of many kinds
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        tail = log_tail(log) if log.exists() else "-"  # the log lives in the staging folder, removed on failure
+        raise EdgeskinError(f"coremltools failed on recipe {recipe}: {type(exc).__name__}: {first} "
+                            f"(last coremltools output: {tail})") from None
+    return written
+
+
+def embed_coreml_metadata(source: Path, metadata: ArtifactMetadata, destination: Path) -> None:
+    """Copy a package to `destination` with author, licence, description and the edgeskin JSON."""
+    log = destination.parent / ".coremltools-metadata.log"
+    with _coremltools(log) as ct:
+        model = ct.models.MLModel(str(source), skip_model_load=True)
+        model.author = AUTHOR
+        model.license = "Weights: see the source checkpoint's model card. Demonstration models: not for clinical use."
+        model.short_description = DESCRIPTION.format(model=metadata.model, exit=metadata.exit, recipe=metadata.recipe)
+        model.version = metadata.converter.get("edgeskin", "")
+        model.input_description[INPUT_NAME] = "RGB dermoscopy image, 224x224, 0-255"
+        model.output_description[LABEL_NAME] = "most probable class (" + ", ".join(metadata.class_names) + ")"
+        model.output_description[f"{LABEL_NAME}_probs"] = "probability of each class"
+        model.output_description["logits"] = "class logits, in the order " + ", ".join(metadata.class_names)
+        model.user_defined_metadata[METADATA_NAME] = metadata.to_json()
+        model.save(str(destination))
+    log.unlink(missing_ok=True)
+    if not destination.is_dir():
+        raise EdgeskinError.about(destination, "coremltools did not write the package")

@@ -1,0 +1,64 @@
+"""What the torch-free commands print per image, shared by `edgeskin predict` and `edgeskin-pi`.
+
+One record per image (a Prediction, or the EdgeskinError that stopped it), as a JSON-ready dict
+or a text line; plus the expansion of folder arguments into the files they hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import EdgeskinError
+
+
+def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given; a folder becomes every file under it, sorted, hidden files skipped.
+
+    Non-image files stay in the list on purpose: the caller reports each as a failure rather
+    than silently classifying fewer images than the folder holds.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file()
+                                and not any(part.startswith(".") for part in p.relative_to(path).parts)))
+        else:
+            found.append(path)
+    return found
+
+
+def problem_of(error: EdgeskinError, source: object) -> str:
+    """The problem part of an 'FILE: problem' error."""
+    return str(error).removeprefix(f"{source}: ")
+
+
+def result_record(source: object, result, latency_ms: float | None = None, raw: bool = False) -> dict:
+    """{"image", "label", "probability", "top_k", ...} or {"image", "error"} for one image."""
+    if isinstance(result, EdgeskinError):
+        return {"image": str(source), "error": problem_of(result, source)}
+    record = {"image": str(source), "label": result.label, "probability": result.probability,
+              "top_k": [{"label": n, "probability": p} for n, p in result.top_k]}
+    if latency_ms is not None:
+        record["latency_ms"] = round(latency_ms, 3)
+    if raw:  # every class, full precision: what `make device-test` compares across machines
+        record["probabilities"] = [float(v) for v in result.probabilities]
+        if result.logits is not None:
+            record["logits"] = [float(v) for v in result.logits]
+    return record
+
+
+def result_line(source: object, result) -> str:
+    """`FILE: LABEL (p)   top-k: ...` or `FILE: error: problem`."""
+    if isinstance(result, EdgeskinError):
+        return f"{source}: error: {problem_of(result, source)}"
+    ranked = "  ".join(f"{n} {p:.3f}" for n, p in result.top_k)
+    return f"{source}: {result.label} ({result.probability:.3f})   top-{len(result.top_k)}: {ranked}"
+
+
+def median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
