@@ -27,6 +27,12 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def artifact_bytes(path: Path) -> int:
+    """Size of an artifact file, or of a package folder (.mlpackage) with everything in it."""
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 def artifact_digest(path: Path) -> tuple[int, str]:
     """(bytes, sha256) of an artifact file, or of a package folder (every file, by relative path)."""
     if path.is_file():

@@ -52,9 +52,13 @@ def _coremltools(log: Path):
         yield ct
 
 
+def _image_input(ct):
+    return ct.ImageType(name=INPUT_NAME, shape=(1, 3, 224, 224), color_layout=ct.colorlayout.RGB)
+
+
 def _program(ct, traced, precision: str):
     """The traced model as an ML Program without classifier (logits, probabilities)."""
-    return ct.convert(traced, inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, 3, 224, 224), color_layout=ct.colorlayout.RGB)],
+    return ct.convert(traced, inputs=[_image_input(ct)],
                       outputs=[ct.TensorType(name="logits", dtype=np.float32), ct.TensorType(name="probabilities", dtype=np.float32)],
                       convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                       compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
@@ -76,7 +80,7 @@ def _as_classifier(ct, model, class_names):
     list does not serialize back) nor convert a float16 one with extra outputs in one call."""
     program = model._mil_program
     program.functions["main"].set_output_types(None)
-    return ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+    return ct.convert(program, inputs=[_image_input(ct)], convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                       compute_precision=ct.precision.FLOAT32,  # keeps the program's own (float16) precision as it is
                       classifier_config=ct.ClassifierConfig(list(class_names), predicted_feature_name=LABEL_NAME,
                                                             predicted_probabilities_output="probabilities"))

@@ -125,6 +125,16 @@ def measure(spec: dict, inputs_file: Path, threads: int, runs: int) -> LatencyRe
     return LatencyResult(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def latency_caveat(backends: list[str]) -> str | None:
+    """A footnote when a latency in the table says nothing about the deployment target."""
+    from edgeskin.runtime.coreml import CHECKER_LABEL
+
+    if not any(b.startswith(CHECKER_LABEL) for b in backends):
+        return None
+    return (f"* {CHECKER_LABEL}: numpy evaluating the package's program, the right numbers but not Core ML's speed; "
+            "measure latency on a Mac or iPhone (Xcode's Core ML performance report).")
+
+
 def benchmark(artifacts: list[Path], reference: tuple[Path, int | None] | None, pixels: np.ndarray, threads: int,
               runs: int, progress=None) -> tuple[LatencyResult | None, list[LatencyResult]]:
     """Reference first (if any), then each artifact; artifact ratios are p50 / reference p50."""

@@ -63,7 +63,7 @@ def print_rows(rows: list[list[str]]) -> None:
 def cmd_parity(args) -> int:
     from edgeskin.data import data_root
     from edgeskin.parity_check import ParityRequest, expand_artifacts, run_parity
-    from edgeskin.reports import check_report_folder, table_rows, write_reports
+    from edgeskin.reports import check_report_folder, table_notes, table_rows, write_reports
 
     artifacts = expand_artifacts(args.artifacts)
     reference = _reference(args, artifacts, required=True)
@@ -81,6 +81,8 @@ def cmd_parity(args) -> int:
     write_reports(run, out)
     print(f"parity vs PyTorch ({run.reference.source}) on {len(run.labels)} images of {run.dataset}:")
     print_rows(table_rows(run))
+    for note in table_notes(run):
+        print(note)
     for check in run.checks:
         if check.divergence:
             print(f"\n{check.path.name}: {check.divergence.explanation}\n{check.divergence.curve()}")
@@ -91,7 +93,7 @@ def cmd_parity(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from edgeskin.benchmark import benchmark
+    from edgeskin.benchmark import benchmark, latency_caveat
     from edgeskin.checkpoint import load_checkpoint
     from edgeskin.data import data_root, load_images, open_dataset
     from edgeskin.environment import fingerprint, usable_cores
@@ -102,7 +104,7 @@ def cmd_bench(args) -> int:
     artifacts = expand_artifacts(args.artifacts)
     reference = _reference(args, artifacts, required=False)
     first = artifacts[0][0]
-    meta = read_artifact_metadata(first) if first.suffix == ".tflite" else None
+    meta = read_artifact_metadata(first) if first.suffix in (".tflite", ".mlpackage") else None
     config = load_checkpoint(reference).config.preprocess if reference else PreprocessConfig.from_dict(meta.preprocess if meta else {})
     dataset = open_dataset(data_root(args.data), args.split)
     pixels = load_images(dataset, config, progress=False)[: args.images]
@@ -117,9 +119,13 @@ def cmd_bench(args) -> int:
     rows = [["model", "backend", "load s", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak RSS MB", "vs PyTorch"]]
     for r in ([base] if base else []) + results:
         ratio = "1.00x" if r is base else (f"{r.ratio_to_reference:.2f}x" if r.ratio_to_reference is not None else "-")
-        rows.append([r.name, r.backend, f"{r.import_seconds + r.load_seconds:.3f}", f"{r.first_inference_ms:.1f}", f"{r.p50_ms:.2f}",
+        star = "*" if latency_caveat([r.backend]) else ""
+        rows.append([r.name, r.backend, f"{r.import_seconds + r.load_seconds:.3f}", f"{r.first_inference_ms:.1f}", f"{r.p50_ms:.2f}{star}",
                      f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.throughput_per_s:.1f}", f"{r.peak_rss_mb:.0f}", ratio])
     print_rows(rows)
+    caveat = latency_caveat([r.backend for r in results])
+    if caveat:
+        print(caveat)
     if args.json:
         args.json.write_text(json.dumps({"environment": env, "images": dataset.name, "reference": base.to_dict() if base else None,
                                          "artifacts": [r.to_dict() for r in results]}, indent=2) + "\n")

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeskin.benchmark import LatencyResult, benchmark
 from edgeskin.checkpoint import LoadedModel, load_checkpoint
-from edgeskin.converters.artifacts import MANIFEST
+from edgeskin.converters.artifacts import MANIFEST, artifact_bytes
 from edgeskin.converters.recipes import RECIPES
 from edgeskin.data import load_images, open_dataset
 from edgeskin.divergence import Divergence, locate_divergence
@@ -59,6 +59,10 @@ class ArtifactCheck:
     @property
     def recipe(self) -> str:
         return self.predictor.metadata.recipe
+
+    @property
+    def bytes(self) -> int:
+        return artifact_bytes(self.path)
 
     @property
     def target(self) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeskin.benchmark import latency_caveat
 from edgeskin.parity_check import ArtifactCheck, ParityRun
 from edgeskin.runtime.errors import EdgeskinError
 
@@ -22,7 +23,7 @@ from edgeskin.runtime.errors import EdgeskinError
 def _artifact_dict(check: ArtifactCheck) -> dict:
     meta = check.predictor.metadata
     return {"file": str(check.path), "name": check.path.name, "target": meta.target, "recipe": meta.recipe, "exit": meta.exit,
-            "runtime": check.predictor.runtime, "bytes": check.path.stat().st_size,
+            "runtime": check.predictor.runtime, "bytes": check.bytes,
             "verdict": "pass" if check.parity.passed else "fail", "failures": check.parity.failures,
             "manifest": str(check.manifest) if check.manifest else None, "parity": check.parity.to_dict(),
             "divergence": check.divergence.to_dict() if check.divergence else None,
@@ -48,7 +49,14 @@ def _fmt_latency(check: ArtifactCheck) -> str:
     if check.latency is None:
         return "-"
     ratio = "" if check.latency.ratio_to_reference is None else f" ({check.latency.ratio_to_reference:.2f}x)"
-    return f"{check.latency.p50_ms:.2f} ms{ratio}"
+    star = "*" if latency_caveat([check.predictor.runtime]) else ""
+    return f"{check.latency.p50_ms:.2f} ms{ratio}{star}"
+
+
+def table_notes(run: ParityRun) -> list[str]:
+    """Footnotes to the table (printed by the command and written in report.md)."""
+    caveat = latency_caveat([c.predictor.runtime for c in run.checks if c.latency])
+    return [caveat] if caveat else []
 
 
 def table_rows(run: ParityRun) -> list[list[str]]:
@@ -56,7 +64,7 @@ def table_rows(run: ParityRun) -> list[list[str]]:
     rows = [["artifact", "recipe", "size", "cosine", "agreement", "BMA ref/artifact", "MEL sens ref/artifact", "p50 latency", "verdict"]]
     for c in run.checks:
         p = c.parity
-        rows.append([c.path.name, c.recipe, f"{c.path.stat().st_size / 1e6:.2f} MB", f"{p.cosine_mean:.5f}", f"{p.agreement:.1%}",
+        rows.append([c.path.name, c.recipe, f"{c.bytes / 1e6:.2f} MB", f"{p.cosine_mean:.5f}", f"{p.agreement:.1%}",
                      f"{p.reference_bma:.4f}/{p.artifact_bma:.4f}",
                      f"{p.reference.melanoma_sensitivity:.3f}/{p.artifact.melanoma_sensitivity:.3f}",
                      _fmt_latency(c), "pass" if p.passed else "FAIL"])
@@ -73,7 +81,8 @@ def report_markdown(run: ParityRun) -> str:
     out = [f"# Parity report: {ref.config.arch}", "",
            f"Reference: `{ref.source}` (sha256 {ref.source_sha256[:12]}...), PyTorch. Images: {len(run.labels)} from `{run.dataset}`. "
            f"Created {run.created}.", "",
-           _markdown_table([[("**FAIL**" if cell == "FAIL" else cell) for cell in row] for row in table_rows(run)]), ""]
+           _markdown_table([[("**FAIL**" if cell == "FAIL" else cell) for cell in row] for row in table_rows(run)]), "",
+           *[f"{note}\n" for note in table_notes(run)]]
     if run.reference_latency:
         r = run.reference_latency
         out += [f"PyTorch reference latency: p50 {r.p50_ms:.2f} ms, p90 {r.p90_ms:.2f}, p99 {r.p99_ms:.2f} ({r.backend}, {r.threads} threads); "
@@ -136,7 +145,7 @@ def plot_accuracy_latency(run: ParityRun, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7.5, 5), constrained_layout=True)
-    sizes = [c.path.stat().st_size / 1e6 for c in run.checks]
+    sizes = [c.bytes / 1e6 for c in run.checks]
     scale = 800 / max(sizes) if sizes else 1.0
     for n, (check, size) in enumerate(zip(run.checks, sizes, strict=True)):
         latency = check.latency.p50_ms if check.latency else math.nan
