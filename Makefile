@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow lint demo demo-model clean
+.PHONY: install test test-slow lint demo demo-model device-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# edgeskin-pi on emulated Raspberry Pi CPUs (qemu cortex-a76 and cortex-a72) vs this x86 host, every recipe
+# (scripts/device_test.py). First use builds an arm64 bookworm userland, the aarch64 wheels and the demo
+# artifacts under .cache/device-test/ (apt-installs mmdebstrap and qemu-user-static when missing).
+DEVICE_TEST_ARGS ?=
+device-test: $(STAMP)
+	$(BIN)/python scripts/device_test.py $(DEVICE_TEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/edgeskin info edgeskin/assets/demo/skindistilvit-ti6-demo.safetensors

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from edgeskin.checkpoint import load_checkpoint
+from edgeskin.converters.artifacts import TARGET_SUFFIX
 from edgeskin.converters.recipes import RECIPES
 from edgeskin.runtime import EdgeskinError
 from edgeskin.runtime.metadata import read_artifact_metadata
@@ -63,12 +64,13 @@ def test_file_names_and_embedded_metadata(converted):
     student = load_checkpoint(DEMO_STUDENT)
     for art in manifest["artifacts"]:
         name = os.path.basename(art["file"])
-        assert name == f"skindistilvit-ti6-e6-{art['recipe']}.{art['target']}"
-        meta = read_artifact_metadata(out / art["file"]) if art["target"] == "tflite" else None
+        assert name == f"skindistilvit-ti6-e6-{art['recipe']}{TARGET_SUFFIX[art['target']]}"
+        meta = read_artifact_metadata(out / art["file"]) if art["target"] in ("tflite", "coreml") else None
         if meta is not None:
             assert meta.recipe == art["recipe"] and meta.class_names == student.config.class_names
             assert meta.source_checkpoint_sha256 == student.source_sha256 == manifest["source_checkpoint"]["sha256"]
-            assert "onnx2tf" in meta.converter and "tensorflow" in meta.converter
+            tools = ("onnx2tf", "tensorflow") if art["target"] == "tflite" else ("coremltools",)
+            assert all(tool in meta.converter for tool in tools), meta.converter
 
 
 def test_int8_input_is_integer_and_calibration_is_disjoint_from_verdicts(converted, real_data_dir):

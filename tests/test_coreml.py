@@ -245,3 +245,33 @@ def test_macos_core_ml_agrees_with_the_checker(converted_coreml, sample_pixels):
     backend = CoreMLBackend(out / entry["file"])
     core_ml = np.concatenate([backend.run(p.transpose(2, 0, 1)[None].astype(np.float32))[0] for p in sample_pixels[:4]])
     assert _relative(core_ml, _checker_logits(out / entry["file"], sample_pixels[:4])) <= 1e-3
+
+
+def test_divergence_reads_the_core_ml_program(converted_coreml, sample_pixels, tmp_path):
+    """Scale block 3's qkv weight inside a package: the block-by-block analysis, which reads the
+    program's own residual stream, says the error starts at block 3."""
+    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.divergence import locate_divergence
+    from edgeskin.runtime import load
+    from edgeskin.runtime.mlpackage import read_package
+
+    out, manifest = converted_coreml
+    entry = next(a for a in manifest["artifacts"] if a["recipe"] == "fp32")
+    package = tmp_path / "skindistilvit-ti6-e6-fp32.mlpackage"
+    shutil.copytree(out / entry["file"], package)
+    program = read_package(package).program
+    const = {name: op.attributes["val"] for op in program.ops if op.type == "const" for name in op.outputs}
+    qkv = [op for op in program.ops if op.type == "linear"][2 * 4]  # qkv, proj, fc1, fc2 per block
+    weight = np.asarray(const[qkv.inputs["weight"][0].name], np.float32)
+    weights = next(package.rglob("weight.bin"))
+    data = bytearray(weights.read_bytes())
+    at = data.find(weight.tobytes())
+    data[at:at + weight.nbytes] = (weight * 1.2).astype(np.float32).tobytes()
+    weights.write_bytes(bytes(data))
+
+    model = load_checkpoint(DEMO_STUDENT).model
+    clean = locate_divergence(load(out / entry["file"]), model, sample_pixels[:2])
+    assert clean.first_jump == "none" and max(s.error for s in clean.stages) < 1e-4
+    edited = locate_divergence(load(package), model, sample_pixels[:2])
+    assert edited.first_jump == "block 3", edited.curve()
+    assert edited.stages[2].error < 1e-4 < edited.stages[3].error  # embedding, block 1, block 2 | block 3

@@ -1,0 +1,199 @@
+"""`edgeskin-pi`: classify image files, folders or camera frames on a Raspberry Pi.
+
+    edgeskin-pi MODEL.tflite IMAGES_OR_FOLDERS... [--top-k 3] [--threads N] [--json] [--crop-border]
+    edgeskin-pi MODEL.tflite --camera [--every SECONDS] [--frames N]
+
+Needs numpy, Pillow and a TFLite runtime only (`pip install "edgeskin[pi]"`): labels, the input
+contract and the preprocessing come from the edgeskin metadata embedded in the model file.
+A bad image is reported on its own line and the run goes on. Exit code: 0 when every image was
+classified, 1 when some failed, 2 for a usage or model error (one line, no traceback).
+Start-up matters on a Pi: this module imports nothing it does not use (no torch, no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import EdgeskinError
+from .reporting import expand_inputs, median, problem_of, result_record
+
+PROG = "edgeskin-pi"
+CAMERA_SIZE = (1024, 768)
+NO_PICAMERA2 = ("--camera: picamera2 is not installed; on Raspberry Pi OS: sudo apt install python3-picamera2, "
+                "and make the venv with --system-site-packages so it can see it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Classify skin-lesion images with an edgeskin .tflite model "
+                                "(numpy + Pillow + a TFLite runtime; no torch, no TensorFlow).")
+    p.add_argument("model", type=Path, help="a .tflite file written by `edgeskin convert`")
+    p.add_argument("inputs", nargs="*", type=Path, help="image files or folders (every file inside, sorted)")
+    p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line; the last line is the summary")
+    p.add_argument("--raw", action="store_true", help="with --json: every class probability (and logits) at full precision")
+    p.add_argument("--crop-border", action="store_true", help="crop the black dermatoscope border first (paper's step)")
+    p.add_argument("--camera", action="store_true", help="classify frames from the Pi camera (needs picamera2)")
+    p.add_argument("--every", type=float, default=None, metavar="SECONDS", help="--camera: a frame every SECONDS until Ctrl-C")
+    p.add_argument("--frames", type=int, default=None, help="--camera: stop after this many frames (default 1, or endless with --every)")
+    return p
+
+
+def _check_usage(parser: argparse.ArgumentParser, args) -> None:
+    if args.camera == bool(args.inputs):
+        parser.error("give image files/folders, or --camera (not both)")
+    if not args.camera and (args.every is not None or args.frames is not None):
+        parser.error("--every and --frames need --camera")
+    for name, value, low in (("--top-k", args.top_k, 1), ("--threads", args.threads, 1), ("--frames", args.frames, 1)):
+        if value is not None and value < low:
+            parser.error(f"{name} must be at least {low}")
+    if args.every is not None and args.every <= 0:
+        parser.error("--every must be positive")
+
+
+def _open_camera():
+    """A started Picamera2, or EdgeskinError when picamera2 (or a camera) is missing."""
+    try:
+        from picamera2 import Picamera2
+    except ImportError:
+        raise EdgeskinError(NO_PICAMERA2) from None
+    try:
+        camera = Picamera2()
+        # picamera2 names formats like DRM: "BGR888" arrays are in [R, G, B] order, "RGB888" in [B, G, R]
+        camera.configure(camera.create_still_configuration(main={"size": CAMERA_SIZE, "format": "BGR888"}))
+        camera.start()
+    except Exception as exc:  # libcamera raises RuntimeError/IndexError/OSError when no camera is attached
+        raise EdgeskinError(f"--camera: cannot start the camera ({type(exc).__name__}: {exc})") from None
+    return camera
+
+
+def _camera_frames(camera, every: float | None, frames: int | None):
+    """(name, RGB array) for each captured frame, one every `every` seconds."""
+    limit = frames or (None if every else 1)
+    count, next_at = 0, time.monotonic()
+    try:
+        while limit is None or count < limit:
+            if count:
+                time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = time.monotonic() + (every or 0.0)
+            count += 1
+            yield f"camera-{count:04d} {time.strftime('%H:%M:%S')}", camera.capture_array("main")
+    finally:
+        camera.stop()
+        camera.close()
+
+
+def _classify(predictor, sources, config, top_k: int):
+    """(name, Prediction or EdgeskinError, inference ms, total ms incl. decode) per source."""
+    from .preprocess import preprocess
+
+    for name, source in sources:
+        start = time.perf_counter()
+        try:
+            pixels = preprocess(source, config)
+            begin = time.perf_counter()
+            prediction = predictor.predict_pixels(pixels, top_k)
+            done = time.perf_counter()
+            yield name, prediction, (done - begin) * 1e3, (done - start) * 1e3
+        except EdgeskinError as exc:
+            yield name, exc, None, None
+        except (RuntimeError, ValueError) as exc:  # a runtime failing on invoke: report, go on
+            yield name, EdgeskinError.about(name, f"inference failed ({exc})"), None, None
+
+
+class _Table:
+    """Aligned text rows, printed as results arrive (a camera run never ends on its own)."""
+
+    def __init__(self, width: int, top_k: int) -> None:
+        self.width = max(12, min(width, 60))
+        print(f"{'image':<{self.width}}  {'label':<6} {'prob':>6}  {f'top-{top_k}':<{top_k * 12}} {'infer ms':>9} {'total ms':>9}")
+
+    def row(self, name: str, result, infer_ms, total_ms) -> None:
+        shown = name if len(name) <= self.width else "..." + name[-(self.width - 3):]
+        if isinstance(result, EdgeskinError):
+            print(f"{shown:<{self.width}}  error: {problem_of(result, name)}", flush=True)
+            return
+        ranked = "  ".join(f"{n} {p:.3f}" for n, p in result.top_k)
+        print(f"{shown:<{self.width}}  {result.label:<6} {result.probability:>6.3f}  {ranked:<{len(result.top_k) * 12}} "
+              f"{infer_ms:>9.1f} {total_ms:>9.1f}", flush=True)
+
+
+def _summary(predictor, count: int, failures: int, infer: list[float], total: list[float]) -> dict:
+    meta = predictor.metadata
+    return {"images": count, "classified": count - failures, "failures": failures,
+            "p50_latency_ms": None if not infer else round(median(infer), 3),
+            "p50_total_ms": None if not total else round(median(total), 3),
+            "model": str(predictor.path), "recipe": meta.recipe, "runtime": predictor.runtime,
+            "threads": predictor.backend.threads,
+            "outputs": [{"name": n, "dtype": s.dtype, "scale": s.scale, "zero_point": s.zero_point}
+                        for n, s in zip(meta.outputs, predictor.backend.outputs, strict=True)]}
+
+
+def run(args) -> int:
+    """The command after argument checks; raises EdgeskinError for usage/model problems."""
+    from .predictor import load
+
+    camera = _open_camera() if args.camera else None  # fail before the (slower) model load
+    try:
+        predictor = load(args.model, threads=args.threads)
+    except BaseException:
+        if camera is not None:
+            camera.close()
+        raise
+    config = predictor.preprocess_config
+    if args.crop_border:
+        config = replace(config, crop_border=True)
+    if camera is not None:
+        sources, width = _camera_frames(camera, args.every, args.frames), 22
+    else:
+        files = expand_inputs(args.inputs)
+        sources, width = ((str(p), p) for p in files), max((len(str(p)) for p in files), default=12)
+    table = None
+    if not args.json:
+        meta = predictor.metadata
+        print(f"{args.model}: {meta.model} exit {meta.exit}, recipe {meta.recipe}, {len(meta.class_names)} classes; "
+              f"{predictor.runtime}, {predictor.backend.threads} threads")
+        table = _Table(width, args.top_k)
+    count, failures, infer, total, interrupted = 0, 0, [], [], False
+    try:
+        for name, result, infer_ms, total_ms in _classify(predictor, sources, config, args.top_k):
+            count += 1
+            if isinstance(result, EdgeskinError):
+                failures += 1
+            else:
+                infer.append(infer_ms)
+                total.append(total_ms)
+            if table is None:
+                print(json.dumps(result_record(name, result, infer_ms, raw=args.raw)), flush=True)
+            else:
+                table.row(name, result, infer_ms, total_ms)
+    except KeyboardInterrupt:
+        interrupted = camera is None  # Ctrl-C is how a camera run with --every ends
+    summary = _summary(predictor, count, failures, infer, total)
+    if table is None:
+        print(json.dumps({"summary": summary}))
+    else:
+        p50 = "n/a" if summary["p50_latency_ms"] is None else f"{summary['p50_latency_ms']:.1f} ms"
+        with_decode = "" if summary["p50_total_ms"] is None else f" ({summary['p50_total_ms']:.1f} ms with decode and resize)"
+        print(f"{count} images, {failures} failures, p50 latency {p50}{with_decode}")
+    return 130 if interrupted else (1 if failures else 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_usage(parser, args)
+    try:
+        return run(args)
+    except EdgeskinError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The emulated Raspberry Pi userland for `make device-test` (DESIGN.md section 10).
+
+Everything lives under .cache/device-test/ (git-ignored), built on demand and reused:
+- rootfs-bookworm-arm64/: Debian bookworm arm64 with python3.11, unpacked by `mmdebstrap
+  --variant=extract` (no maintainer scripts, so no emulation needed to build it; ~75 MB);
+- site-<env>-<arch>/: wheels installed by the host pip with --platform/--target: the aarch64
+  (and, for the x86 side of the comparison, the x86_64) builds of the same package versions;
+- src/edgeskin/: symlinks to this checkout's edgeskin/__init__.py and runtime/, so the emulated
+  Python runs the code under test, importable without installing the project.
+Programs run as `qemu-aarch64-static -L ROOTFS -cpu CPU ROOTFS/usr/bin/python3.11 ...`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".cache" / "device-test"
+ROOTFS = CACHE / "rootfs-bookworm-arm64"
+SRC = CACHE / "src"
+MIRROR = os.environ.get("EDGESKIN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+PYTHON_VERSION = "3.11"
+# Every manylinux tag bookworm's glibc 2.36 accepts: given only the oldest, pip falls back to
+# the newest release that still ships such a wheel, an old ai-edge-litert (DESIGN.md section 10).
+GLIBC_MINORS = range(17, 37)
+
+# The two Pi CPUs. Features as the boards' kernels print them (Pi 4's BCM2711 has no crypto
+# extensions; the A76 adds dot product). qemu-user passes the host's /proc/cpuinfo through, and
+# ai-edge-litert's CPU detection crashes on an x86 one, so each run gets one of these.
+CPUS = {
+    "cortex-a72": ("fp asimd evtstrm crc32 cpuid", "0x0", "0xd08", "3"),
+    "cortex-a76": ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp",
+                   "0x4", "0xd0b", "1"),
+}
+
+# name -> (pip requirements, import name of the TFLite runtime)
+ENVIRONMENTS = {
+    "litert": (["numpy", "Pillow", "ai-edge-litert"], "ai_edge_litert"),
+    "tflite-runtime": (["numpy<2", "Pillow", "tflite-runtime==2.14.0"], "tflite_runtime"),
+}
+
+
+def log(message: str) -> None:
+    print(f"[device-test] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_tools() -> None:
+    """mmdebstrap and qemu-user-static, installed with apt when missing (root only)."""
+    missing = [pkg for tool, pkg in (("mmdebstrap", "mmdebstrap"), ("qemu-aarch64-static", "qemu-user-static"))
+               if shutil.which(tool) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"device-test needs {' '.join(missing)}: sudo apt-get install -y {' '.join(missing)}")
+    log(f"installing {' '.join(missing)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def ensure_rootfs() -> Path:
+    if (ROOTFS / "usr" / "bin" / f"python{PYTHON_VERSION}").is_file():
+        return ROOTFS
+    staging = ROOTFS.with_name(ROOTFS.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    log(f"building the arm64 bookworm userland (mmdebstrap, {MIRROR})")
+    subprocess.run(["mmdebstrap", "--quiet", "--variant=extract", "--arch=arm64",
+                    f"--include=python{PYTHON_VERSION},libstdc++6", "bookworm", str(staging), MIRROR],
+                   check=True)
+    (staging / "proc").mkdir(exist_ok=True)
+    staging.rename(ROOTFS)
+    return ROOTFS
+
+
+def platforms(arch: str) -> list[str]:
+    return [f"manylinux2014_{arch}"] + [f"manylinux_2_{minor}_{arch}" for minor in GLIBC_MINORS]
+
+
+def installed_versions(site: Path) -> dict[str, str]:
+    """{distribution name: version} from the .dist-info folders of a --target install."""
+    found = {}
+    for info in site.glob("*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").partition("-")
+        found[name.lower().replace("_", "-")] = version
+    return found
+
+
+def ensure_site(env: str, arch: str, requirements: list[str] | None = None) -> Path:
+    """Wheels for `env` built for `arch` (aarch64 or x86_64), installed with the host pip."""
+    site = CACHE / f"site-{env}-{arch}"
+    requirements = requirements or ENVIRONMENTS[env][0]
+    stamp = site / ".requirements"
+    if stamp.is_file() and stamp.read_text() == "\n".join(requirements):
+        return site
+    staging = site.with_name(site.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(site, ignore_errors=True)
+    log(f"installing {arch} wheels into {site.relative_to(REPO)}: {' '.join(requirements)}")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-conflicts",
+               "--no-compile", "--target", str(staging), "--only-binary=:all:", "--python-version", PYTHON_VERSION,
+               "--implementation", "cp", "--abi", f"cp{PYTHON_VERSION.replace('.', '')}"]
+    for tag in platforms(arch):
+        command += ["--platform", tag]
+    done = subprocess.run([*command, *requirements], capture_output=True, text=True)
+    if done.returncode:  # pip's own output only when it failed (its warnings about local indexes are noise)
+        raise SystemExit(f"pip failed for {arch} {' '.join(requirements)}:\n{done.stdout}{done.stderr}")
+    (staging / ".requirements").write_text("\n".join(requirements))
+    staging.rename(site)
+    return site
+
+
+def pinned(site: Path, env: str) -> list[str]:
+    """The requirements of `env`, pinned to what `site` holds (so x86 gets the same versions)."""
+    versions = installed_versions(site)
+    pins = []
+    for requirement in ENVIRONMENTS[env][0]:
+        name = requirement.split("<")[0].split("=")[0].split(">")[0].strip()
+        pins.append(f"{name}=={versions[name.lower()]}")
+    return pins
+
+
+def ensure_src() -> Path:
+    """SRC/edgeskin -> this checkout's edgeskin/__init__.py and runtime/ (pyproject's package-dir)."""
+    package = SRC / "edgeskin"
+    package.mkdir(parents=True, exist_ok=True)
+    for name, target in (("__init__.py", REPO / "edgeskin" / "__init__.py"), ("runtime", REPO / "runtime")):
+        link = package / name
+        if not (link.is_symlink() and Path(os.readlink(link)) == target):
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(target)
+    return SRC
+
+
+def write_cpuinfo(cpu: str, cores: int = 4) -> None:
+    """ROOTFS/proc/cpuinfo of a 4-core Pi with this CPU (qemu -L serves it to the emulated program)."""
+    features, variant, part, revision = CPUS[cpu]
+    block = (f"BogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+             f"CPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n")
+    text = "".join(f"processor\t: {i}\n{block}\n" for i in range(cores))
+    (ROOTFS / "proc").mkdir(exist_ok=True)
+    (ROOTFS / "proc" / "cpuinfo").write_text(text)
+
+
+def python_command(arch: str, cpu: str | None = None) -> list[str]:
+    """The interpreter for `arch`: the emulated bookworm python3.11, or this host's without site-packages."""
+    if arch == "x86_64":
+        return [sys.executable, "-S"]
+    write_cpuinfo(cpu)
+    return ["qemu-aarch64-static", "-L", str(ROOTFS), "-cpu", cpu, str(ROOTFS / "usr" / "bin" / f"python{PYTHON_VERSION}"), "-s"]
+
+
+def run_python(arch: str, cpu: str | None, site: Path, args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    env.update(PYTHONPATH=f"{ensure_src()}{os.pathsep}{site}", PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
+    # not from the checkout: `-m` puts the working folder first on sys.path, and the checkout's edgeskin/
+    # (without runtime/, which pyproject maps from elsewhere) would shadow SRC's
+    return subprocess.run([*python_command(arch, cpu), *args], capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=CACHE)
