@@ -206,7 +206,7 @@ def tflite_runtime_rows(models: dict[str, Path], images: list[Path], cpus: list[
                             f"max diff {worst:.2g}, p50 {summary['p50_latency_ms']:.0f} ms")
                 row = {"arch": arch, "cpu": cpu or "x86_64 host", "recipe": recipe, "bare_interpreter": bare, "edgeskin_pi": said}
                 rows.append(row)
-                print(f"{row['cpu']:<12} {recipe:<11} {bare:<34} {said}", flush=True)
+                print(f"{row['cpu']:<12} {recipe:<11} {bare[:60]:<60} {said[:150]}", flush=True)
     return rows
 
 
