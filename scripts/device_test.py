@@ -112,22 +112,40 @@ def outcome(done: subprocess.CompletedProcess) -> str:
     return text.removeprefix("edgeskin-pi: error: ")[:160]
 
 
-def tolerances(recipe: str, summary: dict, reference: dict) -> dict[str, float]:
+def dequantized_logits_step(model: Path) -> float | None:
+    """The scale of the int8 tensor a float logits output is dequantized from (int8-mixed), read
+    with this host's TFLite runtime; None when the logits never pass through int8 (dynamic)."""
+    from edgeskin.runtime.backends import tflite_interpreter_class
+
+    interpreter = tflite_interpreter_class()[0](model_path=str(model))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    outputs = {d["index"] for d in interpreter.get_output_details()}
+    for op in interpreter._get_ops_details():  # the public API has no op list
+        if op["op_name"] == "DEQUANTIZE" and outputs & {int(i) for i in op["outputs"]}:
+            scale, _ = tensors[int(op["inputs"][0])]["quantization"]
+            return float(scale) or None
+    return None
+
+
+def tolerances(recipe: str, model: Path, summary: dict, reference: dict) -> dict[str, float]:
     """What may differ between x86 and arm64, per output.
 
     Float recipes run the same float kernels: every output within 1e-5. Recipes with int8
     kernels (dynamic, int8-mixed, int8) round differently on NEON and AVX, so their logits may
-    move by one int8 step: the output's own scale for an int8 output, else the step of an int8
-    tensor spanning the logits' range (range / 255). Their probabilities follow from the logits
-    and are reported, not gated.
+    move by one int8 step: the scale of the int8 logits (int8) or of the int8 tensor they are
+    dequantized from (int8-mixed); for activations quantized at run time (dynamic), the step of
+    an int8 tensor spanning the logits' range (range / 255). Their probabilities follow from the
+    logits and are reported, not gated.
     """
     if recipe in FLOAT_RECIPES:
         return {"logits": FLOAT_TOLERANCE, "probabilities": FLOAT_TOLERANCE}
     logits = next((o for o in summary["outputs"] if o["name"] == "logits"), None)
-    if logits and logits["dtype"] in ("int8", "uint8") and logits["scale"]:
-        return {"logits": logits["scale"] * 1.0001}  # the 1.0001: float rounding of a difference of exactly one step
-    values = [v for record in reference.values() for v in record.get("logits", [])]
-    return {"logits": (max(values) - min(values)) / 255 * 1.0001}
+    step = logits["scale"] if logits and logits["dtype"] in ("int8", "uint8") and logits["scale"] else None
+    step = step or dequantized_logits_step(model)
+    if step is None:
+        values = [v for record in reference.values() for v in record.get("logits", [])]
+        step = (max(values) - min(values)) / 255
+    return {"logits": step * 1.0001}  # the 1.0001: float rounding of a difference of exactly one step
 
 
 def describe(limits: dict[str, float]) -> str:
@@ -176,7 +194,7 @@ def litert_rows(models: dict[str, Path], images: list[Path], cpus: list[str]) ->
             if isinstance(ref_summary, str) or isinstance(summary, str):
                 row.update(result="FAIL", problem=f"x86: {ref_summary}" if isinstance(ref_summary, str) else f"arm64: {summary}")
             else:
-                limits = tolerances(recipe, ref_summary, reference)
+                limits = tolerances(recipe, model, ref_summary, reference)
                 count, same, worst, ratio = compare(reference, records, limits)
                 passed = same and ratio <= 1.0 and count == len(images)
                 row.update(runtime=summary["runtime"], images=count, top1_same=same, max_diff=worst, tolerance=describe(limits),
