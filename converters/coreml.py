@@ -6,8 +6,8 @@ pixel values 0-255, the normalization stays inside the model) and is a classifie
 
 coremltools 9.0 cannot make a float16 classifier with an extra output in one call (its torch
 frontend declares float16 outputs, then indexes them past the classifier's added outputs), so
-the traced model is first converted to a MIL program at the target precision and then exported
-with the classifier. `w8` and `palettize*` compress the float16 program's weights.
+the captured model (torch.export, else torch.jit.trace) is first converted to a MIL program at
+the target precision and then exported with the classifier. `w8` and `palettize*` compress the float16 program's weights.
 """
 
 from __future__ import annotations
@@ -56,9 +56,20 @@ def _image_input(ct):
     return ct.ImageType(name=INPUT_NAME, shape=(1, 3, 224, 224), color_layout=ct.colorlayout.RGB)
 
 
-def _program(ct, traced, precision: str):
-    """The traced model as an ML Program without classifier (logits, probabilities)."""
-    return ct.convert(traced, inputs=[_image_input(ct)],
+def _frontends(wrapper, dummy):
+    """(name, model for ct.convert): torch.export first (the frontend coremltools develops), then
+    torch.jit.trace, so a model that one cannot capture still converts with the other."""
+    try:
+        yield "torch.export", torch.export.export(wrapper, (dummy,)).run_decompositions({})  # ATEN dialect, as ct needs
+    except Exception:  # noqa: BLE001 - any capture failure means: use the tracer
+        pass
+    with torch.no_grad():
+        yield "torch.jit.trace", torch.jit.trace(wrapper, dummy)
+
+
+def _program(ct, source, precision: str):
+    """The captured model as an ML Program without classifier (logits, probabilities)."""
+    return ct.convert(source, inputs=[_image_input(ct)],
                       outputs=[ct.TensorType(name="logits", dtype=np.float32), ct.TensorType(name="probabilities", dtype=np.float32)],
                       convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                       compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
@@ -86,25 +97,32 @@ def _as_classifier(ct, model, class_names):
                                                             predicted_probabilities_output="probabilities"))
 
 
+def _float_programs(ct, wrapper, dummy, recipes: list[str]) -> tuple[str, dict]:
+    """(frontend used, {"fp32"/"fp16": program}) for the precisions the recipes need."""
+    precisions = sorted({"fp32" if r == "fp32" else "fp16" for r in recipes})
+    failure = None
+    for frontend, source in _frontends(wrapper, dummy):
+        try:
+            return frontend, {precision: _program(ct, source, precision) for precision in precisions}
+        except Exception as exc:  # noqa: BLE001 - the next frontend may succeed
+            failure = exc
+    raise failure
+
+
 def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[str], example: np.ndarray,
-                   work: Path) -> dict[str, Path]:
-    """Write work/<recipe>.mlpackage for each recipe (fp32, fp16, w8, palettize6, palettize4)."""
+                   work: Path) -> tuple[dict[str, Path], str]:
+    """Write work/<recipe>.mlpackage for each recipe (fp32, fp16, w8, palettize6, palettize4);
+    also says which frontend captured the model."""
     log = work / "coremltools.log"
     wrapper = deployable(model, exit, with_logits=True).eval()
-    dummy = torch.from_numpy(example).permute(2, 0, 1)[None].float()
+    dummy = torch.from_numpy(example).permute(2, 0, 1)[None].float().contiguous()  # torch.export keeps a permuted layout
     written = {}
     recipe = "-"
     try:
         with _coremltools(log) as ct:
-            with torch.no_grad():
-                traced = torch.jit.trace(wrapper, dummy)
-            float16 = None
+            frontend, programs = _float_programs(ct, wrapper, dummy, recipes)
             for recipe in recipes:
-                if recipe == "fp32":
-                    converted = _program(ct, traced, "fp32")
-                else:
-                    float16 = float16 or _program(ct, traced, "fp16")
-                    converted = float16 if recipe == "fp16" else _compress(ct, float16, recipe)
+                converted = programs[recipe] if recipe in programs else _compress(ct, programs["fp16"], recipe)
                 path = work / f"{recipe}.mlpackage"
                 _as_classifier(ct, converted, class_names).save(str(path))
                 written[recipe] = path
@@ -115,7 +133,7 @@ def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[
         tail = log_tail(log) if log.exists() else "-"  # the log lives in the staging folder, removed on failure
         raise EdgeskinError(f"coremltools failed on recipe {recipe}: {type(exc).__name__}: {first} "
                             f"(last coremltools output: {tail})") from None
-    return written
+    return written, frontend
 
 
 def embed_coreml_metadata(source: Path, metadata: ArtifactMetadata, destination: Path) -> None:

@@ -128,7 +128,7 @@ def _input_contract(spec, layout: str) -> InputContract:
 
 
 def _finish(request, exit, recipe, probe_path: Path, target: str, layout: str, staging: Path, verdict: _Verdict,
-            versions: dict, seconds: float, embed) -> ArtifactResult:
+            versions: dict, seconds: float, embed, notes: tuple[str, ...] = ()) -> ArtifactResult:
     """Label a converted model, embed its metadata (embed(probe, metadata, destination)), check it
     on the verdict images; a failing artifact goes to failed/."""
     suffix = TARGET_SUFFIX[target]
@@ -147,8 +147,7 @@ def _finish(request, exit, recipe, probe_path: Path, target: str, layout: str, s
         path.rename(staging / "failed" / name)
         name = f"failed/{name}"
     size, digest = artifact_digest(staging / name)
-    notes = [f"minimum deployment target {MINIMUM_DEPLOYMENT_TARGET}"] if target == "coreml" else []
-    return ArtifactResult(name, recipe, target, size, digest, seconds, parity, meta, notes)
+    return ArtifactResult(name, recipe, target, size, digest, seconds, parity, meta, list(notes))
 
 
 def load_backend(path: Path):
@@ -216,13 +215,14 @@ def _convert_coreml(request, exit, staging, verdict, versions, report) -> list[A
     recipes = request.recipes["coreml"]
     report("coremltools: converting (" + ", ".join(r.name for r in recipes) + ") ...")
     began = time.perf_counter()
-    packages = convert_coreml(request.loaded.model, exit, request.loaded.config.class_names, [r.name for r in recipes],
+    packages, frontend = convert_coreml(request.loaded.model, exit, request.loaded.config.class_names, [r.name for r in recipes],
                               verdict.pixels[0], staging / ".work")
     seconds = (time.perf_counter() - began) / len(recipes)
     results = []
     for recipe in recipes:
         results.append(_finish(request, exit, recipe, packages[recipe.name], "coreml", "NCHW", staging, verdict, versions,
-                               seconds, embed_coreml_metadata))
+                               seconds, embed_coreml_metadata,
+                               (f"minimum deployment target {MINIMUM_DEPLOYMENT_TARGET}", f"captured with {frontend}")))
         report(f"coreml {recipe.name}: {'pass' if results[-1].parity.passed else 'FAIL'}")
     return results
 
@@ -268,7 +268,8 @@ def build_manifest(request, exit, results, verdict: _Verdict, calibration: Calib
              "sha256": r.sha256, "conversion_seconds": round(r.seconds, 2), "exit": exit,
              "class_names": list(r.metadata.class_names), "input": r.metadata.input.__dict__,
              "outputs": list(r.metadata.outputs), "parity": r.parity.to_dict(),
-             **({"minimum_deployment_target": MINIMUM_DEPLOYMENT_TARGET} if r.target == "coreml" else {})}
+             **({"minimum_deployment_target": MINIMUM_DEPLOYMENT_TARGET} if r.target == "coreml" else {}),
+             **({"notes": r.notes} if r.notes else {})}
             for r in results
         ],
     }

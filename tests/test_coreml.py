@@ -26,7 +26,8 @@ def packages(tmp_path_factory, sample_pixels):
 
     model = perturbed_model("skindistilvit-ti2").eval()
     work = tmp_path_factory.mktemp("coreml")
-    written = convert_coreml(model, 2, model.config.class_names, RECIPES, sample_pixels[0], work)
+    written, frontend = convert_coreml(model, 2, model.config.class_names, RECIPES, sample_pixels[0], work)
+    assert frontend == "torch.export"  # the tracer is the fallback
     return model, written
 
 
@@ -200,6 +201,7 @@ def test_package_is_an_image_classifier_with_metadata(converted_coreml):
     assert {a["recipe"] for a in entries} == {"fp32", "w8"}
     for entry in entries:
         assert entry["minimum_deployment_target"] == "iOS16" and entry["verdict"] == "pass"
+        assert "captured with torch.export" in entry["notes"]
         spec = ct.utils.load_spec(str(out / entry["file"]))
         (image,) = spec.description.input
         assert image.type.WhichOneof("Type") == "imageType"
@@ -275,3 +277,18 @@ def test_divergence_reads_the_core_ml_program(converted_coreml, sample_pixels, t
     edited = locate_divergence(load(package), model, sample_pixels[:2])
     assert edited.first_jump == "block 3", edited.curve()
     assert edited.stages[2].error < 1e-4 < edited.stages[3].error  # embedding, block 1, block 2 | block 3
+
+
+def test_tracer_is_the_fallback_when_torch_export_fails(sample_pixels, tmp_path, monkeypatch):
+    import torch
+
+    from edgeskin.converters.coreml import convert_coreml
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("cannot capture this model")
+
+    monkeypatch.setattr(torch.export, "export", refuse)
+    model = perturbed_model("skindistilvit-ti2").eval()
+    written, frontend = convert_coreml(model, 2, model.config.class_names, ["fp32"], sample_pixels[0], tmp_path)
+    assert frontend == "torch.jit.trace"
+    assert _relative(_checker_logits(written["fp32"], sample_pixels[:2]), _torch_logits(model, sample_pixels[:2], 2)) <= 1e-4
