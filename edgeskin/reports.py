@@ -151,7 +151,8 @@ def plot_accuracy_latency(run: ParityRun, path: Path) -> None:
         latency = check.latency.p50_ms if check.latency else math.nan
         color = "tab:green" if check.parity.passed else "tab:red"
         axis.scatter(latency, check.parity.artifact_bma, s=max(20.0, size * scale), alpha=0.55, color=color, edgecolors="black")
-        axis.annotate(f"{check.target} {check.recipe}\n{size:.1f} MB", (latency, check.parity.artifact_bma), fontsize=8,
+        star = "*" if latency_caveat([check.predictor.runtime]) else ""
+        axis.annotate(f"{check.target} {check.recipe}{star}\n{size:.1f} MB", (latency, check.parity.artifact_bma), fontsize=8,
                       xytext=(8, 8 - 22 * (n % 3)), textcoords="offset points")  # staggered: close points stay legible
     if run.reference_latency and run.checks:
         bma = run.checks[0].parity.reference_bma
@@ -163,7 +164,9 @@ def plot_accuracy_latency(run: ParityRun, path: Path) -> None:
     axis.margins(y=0.25)
     axis.set_xlabel(f"p50 latency, ms (batch 1, {run.checks[0].latency.threads if run.checks and run.checks[0].latency else '?'} threads)")
     axis.set_ylabel("BMA")
-    axis.set_title(f"Accuracy vs latency on {run.dataset}\nmarker area ~ file size; red = fails its gate", fontsize=10)
+    axis.ticklabel_format(axis="y", useOffset=False)
+    checker = " ; * numpy checker time, not Core ML's" if table_notes(run) else ""
+    axis.set_title(f"Accuracy vs latency on {run.dataset}\nmarker area ~ file size; red = fails its gate{checker}", fontsize=10)
     axis.grid(alpha=0.3)
     figure.savefig(path, dpi=110)
     plt.close(figure)
