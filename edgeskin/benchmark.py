@@ -2,7 +2,8 @@
 
 Each backend is measured in a fresh Python process (`python -m edgeskin.benchmark`), so its peak
 RSS and start-up cost are its own, not those of whatever the parent had loaded; every process
-gets the same preprocessed inputs (an .npy file) and the same thread count, one image at a time.
+gets the same preprocessed inputs (an .npy file) and the same thread count, one image at a time,
+and the timed runs are interleaved across backends in rounds.
 Ratios are only meaningful between rows of one run: same machine, same inputs, same threads.
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 from edgeskin.runtime.errors import EdgeskinError
 
 WARMUP = 5
+ROUNDS = 5  # timed runs are split into this many interleaved rounds
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,9 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, others KiB
 
 
-def _time_runs(run, inputs: np.ndarray, runs: int) -> list[float]:
-    for i in range(WARMUP):
-        run(inputs[i % len(inputs)])
+def _time_runs(run, inputs: np.ndarray, runs: int, offset: int = 0) -> list[float]:
     samples = []
-    for i in range(runs):
+    for i in range(offset, offset + runs):
         began = time.perf_counter()
         run(inputs[i % len(inputs)])
         samples.append((time.perf_counter() - began) * 1e3)
@@ -102,27 +102,69 @@ def _load_backend(spec: dict, threads: int):
     return predictor.run, predictor.runtime, imported - began, loaded - imported
 
 
-def _worker(spec: dict) -> dict:
+def _worker(spec: dict) -> None:
+    """Load, warm up, say so; then time as many runs as asked, round after round, until told to stop."""
     inputs = np.load(spec["inputs"])
     run, backend, import_s, load_s = _load_backend(spec, spec["threads"])
     began = time.perf_counter()
     run(inputs[0])
     first_ms = (time.perf_counter() - began) * 1e3
-    samples = np.array(_time_runs(run, inputs, spec["runs"]))
-    return LatencyResult(spec["name"], backend, spec["threads"], spec["runs"], import_s, load_s, first_ms,
-                         float(np.percentile(samples, 50)), float(np.percentile(samples, 90)),
-                         float(np.percentile(samples, 99)), float(samples.mean()), float(1e3 / samples.mean()),
-                         _peak_rss_mb()).to_dict()
+    _time_runs(run, inputs, WARMUP)
+    print(json.dumps({"backend": backend, "import_seconds": import_s, "load_seconds": load_s, "first_inference_ms": first_ms}),
+          flush=True)
+    done = 0
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        count = int(line)
+        print(json.dumps(_time_runs(run, inputs, count, done)), flush=True)
+        done += count
+    print(json.dumps({"peak_rss_mb": _peak_rss_mb()}), flush=True)
 
 
-def measure(spec: dict, inputs_file: Path, threads: int, runs: int) -> LatencyResult:
-    """Measure one backend in its own process. spec: {"kind": "artifact"|"pytorch", "path", "name", "exit"?}."""
-    job = {**spec, "path": str(spec["path"]), "inputs": str(inputs_file), "threads": threads, "runs": runs}
-    done = subprocess.run([sys.executable, "-m", "edgeskin.benchmark", json.dumps(job)], capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise EdgeskinError.about(spec["path"], f"benchmark failed ({lines[-1] if lines else f'exit code {done.returncode}'})")
-    return LatencyResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+class _Worker:
+    """One backend in its own process, loaded once, timed in rounds."""
+
+    def __init__(self, spec: dict, inputs_file: Path, threads: int) -> None:
+        self.spec = spec
+        job = {**spec, "path": str(spec["path"]), "inputs": str(inputs_file), "threads": threads}
+        self.log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty runtime cannot block the worker
+        self.process = subprocess.Popen([sys.executable, "-m", "edgeskin.benchmark", json.dumps(job)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.ready = self._reply()
+        self.samples: list[float] = []
+
+    def _reply(self):
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            self.log.seek(0)
+            lines = [x for x in self.log.read().strip().splitlines() if x.strip()]
+            raise EdgeskinError.about(self.spec["path"], "benchmark failed "
+                                      f"({lines[-1] if lines else f'exit code {self.process.returncode}'})")
+        return json.loads(line)
+
+    def time(self, runs: int) -> None:
+        self.process.stdin.write(f"{runs}\n")
+        self.process.stdin.flush()
+        self.samples += self._reply()
+
+    def finish(self, threads: int) -> LatencyResult:
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        peak = self._reply()["peak_rss_mb"]
+        self.process.wait()
+        samples = np.array(self.samples)
+        return LatencyResult(self.spec["name"], self.ready["backend"], threads, len(samples), self.ready["import_seconds"],
+                             self.ready["load_seconds"], self.ready["first_inference_ms"], float(np.percentile(samples, 50)),
+                             float(np.percentile(samples, 90)), float(np.percentile(samples, 99)), float(samples.mean()),
+                             float(1e3 / samples.mean()), peak)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
 
 
 def latency_caveat(backends: list[str]) -> str | None:
@@ -137,18 +179,31 @@ def latency_caveat(backends: list[str]) -> str | None:
 
 def benchmark(artifacts: list[Path], reference: tuple[Path, int | None] | None, pixels: np.ndarray, threads: int,
               runs: int, progress=None) -> tuple[LatencyResult | None, list[LatencyResult]]:
-    """Reference first (if any), then each artifact; artifact ratios are p50 / reference p50."""
+    """Reference (if any) and each artifact, each in its own process, timed in interleaved rounds
+    (one backend runs at a time), so that a machine's drift between minutes falls on every
+    backend alike and ratios repeat; artifact ratios are p50 / reference p50."""
     with tempfile.TemporaryDirectory(prefix="edgeskin-bench-") as tmp:
         inputs_file = Path(tmp) / "inputs.npy"
         np.save(inputs_file, np.ascontiguousarray(pixels, dtype=np.uint8))
         specs = [{"kind": "artifact", "path": Path(p), "name": Path(p).name} for p in artifacts]
         if reference is not None:
             specs.insert(0, {"kind": "pytorch", "path": reference[0], "name": "PyTorch reference", "exit": reference[1]})
-        results = []
-        for spec in specs:
-            if progress:
-                progress(f"bench: {spec['name']} ({runs} runs, {threads} threads)")
-            results.append(measure(spec, inputs_file, threads, runs))
+        workers: list[_Worker] = []
+        try:
+            for spec in specs:
+                if progress:
+                    progress(f"bench: loading {spec['name']} ({threads} threads)")
+                workers.append(_Worker(spec, inputs_file, threads))
+            per_round = [runs // ROUNDS + (1 if r < runs % ROUNDS else 0) for r in range(ROUNDS)]
+            for round_runs in filter(None, per_round):
+                if progress:
+                    progress(f"bench: a round of {round_runs} runs per backend, {len(workers)} backends")
+                for worker in workers:
+                    worker.time(round_runs)
+            results = [worker.finish(threads) for worker in workers]
+        finally:
+            for worker in workers:
+                worker.close()
     base = results.pop(0) if reference is not None else None
     if base is not None:
         results = [LatencyResult(**{**r.to_dict(), "ratio_to_reference": r.p50_ms / base.p50_ms}) for r in results]
@@ -157,7 +212,7 @@ def benchmark(artifacts: list[Path], reference: tuple[Path, int | None] | None, 
 
 if __name__ == "__main__":
     try:
-        print(json.dumps(_worker(json.loads(sys.argv[1]))))
+        _worker(json.loads(sys.argv[1]))
     except EdgeskinError as exc:
         print(f"edgeskin: error: {exc}", file=sys.stderr)
         sys.exit(2)
