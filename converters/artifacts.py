@@ -27,10 +27,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _package_files(folder: Path) -> list[Path]:
+    """Every file of a package folder (.mlpackage), in a fixed order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
 def artifact_bytes(path: Path) -> int:
-    """Size of an artifact file, or of a package folder (.mlpackage) with everything in it."""
+    """Size of an artifact file, or of a package folder with everything in it."""
     path = Path(path)
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in _package_files(path))
 
 
 def artifact_digest(path: Path) -> tuple[int, str]:
@@ -39,7 +44,7 @@ def artifact_digest(path: Path) -> tuple[int, str]:
         data = path.read_bytes()
         return len(data), sha256_bytes(data)
     digest, size = hashlib.sha256(), 0
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    for file in _package_files(path):
         data = file.read_bytes()
         digest.update(file.relative_to(path).as_posix().encode() + b"\0" + hashlib.sha256(data).digest())
         size += len(data)

@@ -117,7 +117,7 @@ def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[
     wrapper = deployable(model, exit, with_logits=True).eval()
     dummy = torch.from_numpy(example).permute(2, 0, 1)[None].float().contiguous()  # torch.export keeps a permuted layout
     written = {}
-    recipe = "-"
+    recipe = "(capturing the model)"
     try:
         with _coremltools(log) as ct:
             frontend, programs = _float_programs(ct, wrapper, dummy, recipes)

@@ -167,11 +167,18 @@ class _Worker:
         self.log.close()
 
 
-def latency_caveat(backends: list[str]) -> str | None:
-    """A footnote when a latency in the table says nothing about the deployment target."""
+def latency_mark(backend: str) -> str:
+    """"*" after a latency that says nothing about the deployment target (see latency_caveat)."""
     from edgeskin.runtime.coreml import CHECKER_LABEL
 
-    if not any(b.startswith(CHECKER_LABEL) for b in backends):
+    return "*" if backend.startswith(CHECKER_LABEL) else ""
+
+
+def latency_caveat(backends: list[str]) -> str | None:
+    """The footnote for latencies marked by latency_mark, when a table has any."""
+    from edgeskin.runtime.coreml import CHECKER_LABEL
+
+    if not any(latency_mark(b) for b in backends):
         return None
     return (f"* {CHECKER_LABEL}: numpy evaluating the package's program, the right numbers but not Core ML's speed; "
             "measure latency on a Mac or iPhone (Xcode's Core ML performance report).")

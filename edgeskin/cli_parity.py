@@ -93,7 +93,7 @@ def cmd_parity(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from edgeskin.benchmark import benchmark, latency_caveat
+    from edgeskin.benchmark import benchmark, latency_caveat, latency_mark
     from edgeskin.checkpoint import load_checkpoint
     from edgeskin.data import data_root, load_images, open_dataset
     from edgeskin.environment import fingerprint, usable_cores
@@ -119,8 +119,8 @@ def cmd_bench(args) -> int:
     rows = [["model", "backend", "load s", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak RSS MB", "vs PyTorch"]]
     for r in ([base] if base else []) + results:
         ratio = "1.00x" if r is base else (f"{r.ratio_to_reference:.2f}x" if r.ratio_to_reference is not None else "-")
-        star = "*" if latency_caveat([r.backend]) else ""
-        rows.append([r.name, r.backend, f"{r.import_seconds + r.load_seconds:.3f}", f"{r.first_inference_ms:.1f}", f"{r.p50_ms:.2f}{star}",
+        rows.append([r.name, r.backend, f"{r.import_seconds + r.load_seconds:.3f}", f"{r.first_inference_ms:.1f}",
+                     f"{r.p50_ms:.2f}{latency_mark(r.backend)}",
                      f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.throughput_per_s:.1f}", f"{r.peak_rss_mb:.0f}", ratio])
     print_rows(rows)
     caveat = latency_caveat([r.backend for r in results])

@@ -4,8 +4,9 @@ A final-logit error says *that* an artifact is wrong, not *where*. Here the resi
 the converted graph is found structurally (the input of the first normalization, then each add
 that consumes it: two per transformer block), its values are read from the artifact itself
 (ONNX: the tensors exposed as extra graph outputs; TFLite: the interpreter keeping every
-intermediate tensor; Core ML: the numpy checker keeping every variable of the program), and compared with the same points of the PyTorch model. Tensor names are
-not used: onnx2tf does not keep them.
+intermediate tensor; Core ML: the numpy checker keeping every variable of the program), and
+compared with the same points of the PyTorch model. Tensor names are not used: onnx2tf does not
+keep them.
 """
 
 from __future__ import annotations
@@ -116,7 +117,9 @@ def _coreml_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> lis
     from edgeskin.runtime.coreml import CoreMLCheckerBackend
     from edgeskin.runtime.mlpackage import Ref
 
-    backend = CoreMLCheckerBackend(predictor.path)
+    backend = predictor.backend  # on macOS that is Core ML itself, which cannot show intermediate values
+    if not isinstance(backend, CoreMLCheckerBackend):
+        backend = CoreMLCheckerBackend(predictor.path)
     ops, shapes = [], {}
     for op in backend.package.program.ops:
         ordered = [op.inputs.get("x", [])] + [b for name, b in op.inputs.items() if name != "x"]  # data input first

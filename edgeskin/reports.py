@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeskin.benchmark import latency_caveat
+from edgeskin.benchmark import latency_caveat, latency_mark
 from edgeskin.parity_check import ArtifactCheck, ParityRun
 from edgeskin.runtime.errors import EdgeskinError
 
@@ -49,8 +49,7 @@ def _fmt_latency(check: ArtifactCheck) -> str:
     if check.latency is None:
         return "-"
     ratio = "" if check.latency.ratio_to_reference is None else f" ({check.latency.ratio_to_reference:.2f}x)"
-    star = "*" if latency_caveat([check.predictor.runtime]) else ""
-    return f"{check.latency.p50_ms:.2f} ms{ratio}{star}"
+    return f"{check.latency.p50_ms:.2f} ms{ratio}{latency_mark(check.predictor.runtime)}"
 
 
 def table_notes(run: ParityRun) -> list[str]:
@@ -151,8 +150,7 @@ def plot_accuracy_latency(run: ParityRun, path: Path) -> None:
         latency = check.latency.p50_ms if check.latency else math.nan
         color = "tab:green" if check.parity.passed else "tab:red"
         axis.scatter(latency, check.parity.artifact_bma, s=max(20.0, size * scale), alpha=0.55, color=color, edgecolors="black")
-        star = "*" if latency_caveat([check.predictor.runtime]) else ""
-        axis.annotate(f"{check.target} {check.recipe}{star}\n{size:.1f} MB", (latency, check.parity.artifact_bma), fontsize=8,
+        axis.annotate(f"{check.target} {check.recipe}{latency_mark(check.predictor.runtime)}\n{size:.1f} MB", (latency, check.parity.artifact_bma), fontsize=8,
                       xytext=(8, 8 - 22 * (n % 3)), textcoords="offset points")  # staggered: close points stay legible
     if run.reference_latency and run.checks:
         bma = run.checks[0].parity.reference_bma

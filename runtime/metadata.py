@@ -134,14 +134,12 @@ def read_artifact_metadata(path: str | Path) -> ArtifactMetadata:
         if not path.is_file():
             raise EdgeskinError.about(path, "is not a file")
         entries = read_tflite_metadata(path.read_bytes(), path)
-        if METADATA_NAME not in entries:
-            raise EdgeskinError.about(path, "has no edgeskin metadata (not converted by edgeskin?)")
-        return ArtifactMetadata.from_json(entries[METADATA_NAME], path)
-    if path.suffix == ".mlpackage":
+    elif path.suffix == ".mlpackage":
         from .mlpackage import read_package_metadata
 
         entries = read_package_metadata(path)
-        if METADATA_NAME not in entries:
-            raise EdgeskinError.about(path, "has no edgeskin metadata (not converted by edgeskin?)")
-        return ArtifactMetadata.from_json(entries[METADATA_NAME], path)
-    raise EdgeskinError.about(path, f"unsupported model file type '{path.suffix}'")
+    else:
+        raise EdgeskinError.about(path, f"unsupported model file type '{path.suffix}'")
+    if METADATA_NAME not in entries:
+        raise EdgeskinError.about(path, "has no edgeskin metadata (not converted by edgeskin?)")
+    return ArtifactMetadata.from_json(entries[METADATA_NAME], path)

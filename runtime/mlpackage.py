@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,17 +64,10 @@ class Feature:
 @dataclass(frozen=True)
 class CoreMLPackage:
     path: Path
-    specification_version: int
     inputs: tuple[Feature, ...]
     outputs: tuple[Feature, ...]
-    predicted_feature: str
-    predicted_probabilities: str
-    author: str
-    license: str
-    description: str
-    user_metadata: dict[str, str]
+    predicted_probabilities: str  # the classifier's class -> probability output
     program: MilProgram
-    weight_files: dict[str, Path] = field(default_factory=dict)
 
 
 def model_file(package: Path) -> Path:
@@ -236,25 +229,25 @@ def _features(items: list[bytes], source) -> tuple[Feature, ...]:
     return tuple(features)
 
 
+def _parsed_model(package: Path) -> tuple[pw.Fields, Path]:
+    path = model_file(package)
+    return pw.parse(path.read_bytes(), path), path
+
+
 def read_package(package: str | Path) -> CoreMLPackage:
     package = Path(package)
-    path = model_file(package)
-    model = pw.parse(path.read_bytes(), path)
+    model, path = _parsed_model(package)
     description = pw.message(model, 2, path)
-    metadata = pw.message(description, 100, path)
-    user = {key: value.decode("utf-8", "replace") for key, value in pw.string_map(metadata, 100, path).items()}
     if 502 not in model:
         raise EdgeskinError.about(package, "is not an ML Program (neural-network .mlmodel formats are not supported)")
     blobs = _BlobReader(path.parent, package)
     program = _program(pw.message(model, 502, path), blobs, package)
-    return CoreMLPackage(package, pw.first(model, 1, 0), _features(description.get(1, []), path),
-                         _features(description.get(10, []), path), pw.text(description, 11), pw.text(description, 12),
-                         pw.text(metadata, 3), pw.text(metadata, 4), pw.text(metadata, 1), user, program)
+    return CoreMLPackage(package, _features(description.get(1, []), path), _features(description.get(10, []), path),
+                         pw.text(description, 12), program)
 
 
 def read_package_metadata(package: str | Path) -> dict[str, str]:
     """Only the user-defined metadata (cheap: the program's weights are not read)."""
-    path = model_file(Path(package))
-    model = pw.parse(path.read_bytes(), path)
+    model, path = _parsed_model(Path(package))
     metadata = pw.message(pw.message(model, 2, path), 100, path)
     return {key: value.decode("utf-8", "replace") for key, value in pw.string_map(metadata, 100, path).items()}
