@@ -37,7 +37,7 @@ device-test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/edgeskin info edgeskin/assets/demo/skindistilvit-ti6-demo.safetensors
 	$(BIN)/edgeskin convert --target tflite --recipes fp32,fp16,dynamic,int8-mixed --out dist/skindistilvit-ti6 --force
-	$(BIN)/edgeskin predict dist/skindistilvit-ti6/skindistilvit-ti6-e6-int8-mixed.tflite edgeskin/assets/samples/ISIC_0000002.jpg edgeskin/assets/samples/ISIC_0000015.jpg
+	$(BIN)/edgeskin predict dist/skindistilvit-ti6/skindistilvit-ti6-e6-int8-mixed.tflite edgeskin/assets/isic-cc0/images/ISIC_0000002.jpg edgeskin/assets/isic-cc0/images/ISIC_0000015.jpg
 	$(BIN)/edgeskin parity dist/skindistilvit-ti6 --reference edgeskin/assets/demo/skindistilvit-ti6-demo.safetensors --split test
 
 # Reproduces the bundled demo weights from ../shared/data/isic-public (about 45 + 25 minutes on

@@ -20,7 +20,7 @@ from edgeskin.checkpoint import load_checkpoint, save_checkpoint
 from edgeskin.cli_convert import DEMO_CHECKPOINT
 from edgeskin.converters.pipeline import ConvertRequest, convert
 from edgeskin.converters.recipes import recipes_for
-from edgeskin.data import BUNDLED_SAMPLES, data_root
+from edgeskin.image_sources import bundled_images
 from edgeskin.models import build_model, config_for, seeded_weights
 
 
@@ -34,16 +34,14 @@ def checkpoint_for(name: str, folder: Path) -> Path:
 
 def bench_model(name: str, args, folder: Path) -> list[dict]:
     loaded = load_checkpoint(checkpoint_for(name, folder))
-    root = data_root(args.data)
-    real = root.resolve() != BUNDLED_SAMPLES.resolve()
     request = ConvertRequest(loaded=loaded, recipes=recipes_for("tflite", args.recipes), out=folder / f"dist-{name}",
-                             verdict_data=root, verdict_split="val" if real else "test", calib_data=root if real else None)
+                             verdict_data=args.data)
     print(f"[{name}] converting {loaded.config.arch} ...", file=sys.stderr, flush=True)
     _, _, results = convert(request, report=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     from edgeskin.benchmark import benchmark
     from edgeskin.data import load_images, open_dataset
 
-    pixels = load_images(open_dataset(BUNDLED_SAMPLES, "test"), loaded.config.preprocess, progress=False)[:8]
+    pixels = load_images(open_dataset(bundled_images(), "test"), loaded.config.preprocess, progress=False)[:8]
     files = [request.out / r.file for r in results]
     torch_row, timed = benchmark(files, (loaded.source, None), pixels, args.threads, args.runs)
     rows = [{"model": loaded.config.arch, "recipe": "pytorch eager fp32", "convert_s": None, "mb": None,

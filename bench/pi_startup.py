@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGE = REPO / "edgeskin" / "assets" / "samples" / "ISIC_0000002.jpg"
+IMAGE = REPO / "edgeskin" / "assets" / "isic-cc0" / "images" / "ISIC_0000002.jpg"
 CANDIDATES = [REPO / "dist" / "skindistilvit-ti6", REPO / ".cache" / "device-test" / "artifacts", Path("/tmp/pi-artifacts")]
 CLEAN_SITE = REPO / ".cache" / "device-test" / "site-litert-x86_64"
 CLEAN_SRC = REPO / ".cache" / "device-test" / "src"

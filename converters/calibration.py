@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from edgeskin.data import Dataset, load_images, open_dataset
+from edgeskin.image_sources import ImageSource
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.preprocess import PreprocessConfig
 
@@ -28,9 +28,10 @@ class CalibrationSet:
     sha256: tuple[str, ...]
     source: str
     seed: int
+    missing_classes: tuple[str, ...] = ()
 
     def summary(self) -> dict:
-        return {"source": self.source, "seed": self.seed, "count": len(self.image_ids),
+        return {"source": self.source, "seed": self.seed, "count": len(self.image_ids), "missing_classes": list(self.missing_classes),
                 "images": [{"id": i, "sha256": h} for i, h in zip(self.image_ids, self.sha256, strict=True)]}
 
 
@@ -58,18 +59,20 @@ def stratified_indices(labels: np.ndarray, count: int, seed: int, num_classes: i
     return sorted(chosen)
 
 
-def calibration_set(data: str | Path, split: str, class_names, preprocess: PreprocessConfig, count: int = DEFAULT_COUNT,
-                    seed: int = 0, require_all_classes: bool = True) -> CalibrationSet:
-    dataset = open_dataset(data, split, class_names)
-    _check(dataset, count, class_names, require_all_classes)
+def calibration_set(source: ImageSource, split: str, class_names, preprocess: PreprocessConfig, count: int = DEFAULT_COUNT,
+                    seed: int = 0) -> CalibrationSet:
+    """A user's images must cover every class; the bundled CC0 set is exempt (that licence range
+    holds MEL and NV only), and CalibrationSet.missing_classes says so in every report."""
+    dataset = open_dataset(source, split, class_names)
+    missing = _check(dataset, count, class_names, require_all_classes=not source.bundled)
     picked = stratified_indices(dataset.labels, count, seed, len(class_names))
     subset = Dataset(dataset.name, tuple(dataset.samples[i] for i in picked), dataset.class_names)
     pixels = load_images(subset, preprocess, progress=False)
     hashes = tuple(hashlib.sha256(s.path.read_bytes()).hexdigest() for s in subset.samples)
-    return CalibrationSet(pixels, tuple(s.image_id for s in subset.samples), hashes, dataset.name, seed)
+    return CalibrationSet(pixels, tuple(s.image_id for s in subset.samples), hashes, dataset.name, seed, missing)
 
 
-def _check(dataset: Dataset, count: int, class_names, require_all_classes: bool) -> None:
+def _check(dataset: Dataset, count: int, class_names, require_all_classes: bool) -> tuple[str, ...]:
     needed = min(count, MIN_IMAGES)
     if len(dataset) < needed:
         raise EdgeskinError(f"{dataset.name}: only {len(dataset)} calibration images; int8 needs at least {needed}")
@@ -77,3 +80,4 @@ def _check(dataset: Dataset, count: int, class_names, require_all_classes: bool)
     if missing and require_all_classes:
         raise EdgeskinError(f"{dataset.name}: calibration images lack classes {', '.join(missing)} "
                             "(int8 ranges would not cover them; pass data with every class)")
+    return tuple(missing)

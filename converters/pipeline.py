@@ -26,9 +26,10 @@ from edgeskin.converters.calibration import DEFAULT_COUNT, CalibrationSet, calib
 from edgeskin.converters.coreml import MINIMUM_DEPLOYMENT_TARGET
 from edgeskin.converters.onnx import OUTPUT_NAMES, export_onnx_bytes, with_metadata
 from edgeskin.converters.recipes import Recipe
-from edgeskin.data import BUNDLED_SAMPLES, load_images, open_dataset
+from edgeskin.data import load_images, open_dataset
 from edgeskin.environment import library_versions
 from edgeskin.evaluate import predict_logits
+from edgeskin.image_sources import ImageSource, describe, resolve_images
 from edgeskin.parity import ParityResult, compare
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.metadata import ArtifactMetadata, InputContract
@@ -49,9 +50,11 @@ class ConvertRequest:
     out: Path
     exit: int | None = None
     force: bool = False
-    verdict_data: Path = BUNDLED_SAMPLES
-    verdict_split: str = "test"
-    calib_data: Path | None = None
+    # Image folders as the user gave them; None follows the rule of edgeskin.image_sources, except
+    # that calibration draws from verdict_data's folder (its calib_split) when only that was given.
+    verdict_data: str | Path | None = None
+    verdict_split: str = "val"
+    calib_data: str | Path | None = None
     calib_split: str = "train"
     calib_count: int = DEFAULT_COUNT
 
@@ -80,24 +83,43 @@ class _Verdict:
     source: str
 
 
-def _verdict_images(request: ConvertRequest, exit: int) -> _Verdict:
+@dataclass(frozen=True)
+class ImageSources:
+    verdict: ImageSource
+    calibration: ImageSource | None  # None when no recipe needs calibration
+
+
+def resolve_sources(request: ConvertRequest) -> ImageSources:
+    """Both folders, checked before any work: a path the user gave that does not exist is an error."""
+    verdict = resolve_images(request.verdict_data, "--data")
+    if not any(r.needs_calibration for recipes in request.recipes.values() for r in recipes):
+        return ImageSources(verdict, None)
+    given = request.calib_data if request.calib_data is not None else request.verdict_data
+    calibration = resolve_images(given, "--calib" if request.calib_data is not None else "--data")
+    same = calibration.root.resolve() == verdict.root.resolve() and request.calib_split == request.verdict_split
+    if same:
+        raise EdgeskinError(f"--calib-split {request.calib_split} is the split the verdicts use: calibration must be disjoint from it")
+    return ImageSources(verdict, calibration)
+
+
+def _verdict_images(request: ConvertRequest, source: ImageSource, exit: int, report) -> _Verdict:
     config = request.loaded.config
-    dataset = open_dataset(request.verdict_data, request.verdict_split, config.class_names)
+    dataset = open_dataset(source, request.verdict_split, config.class_names)
+    note = "--data not given; --calib is used for calibration only" if request.calib_data is not None and request.verdict_data is None else ""
+    report(describe("verdict", len(dataset), dataset.name, note))
     pixels = load_images(dataset, config.preprocess, progress=False)
     reference = predict_logits(request.loaded.model, pixels, exit=exit)
     return _Verdict(pixels, dataset.labels, [s.image_id for s in dataset.samples], reference, dataset.name)
 
 
-def _calibration(request: ConvertRequest) -> CalibrationSet | None:
-    if not any(r.needs_calibration for recipes in request.recipes.values() for r in recipes):
+def _calibration(request: ConvertRequest, source: ImageSource | None, report) -> CalibrationSet | None:
+    if source is None:
         return None
-    if request.calib_data is None:
-        raise EdgeskinError("int8 recipes need real calibration images: pass --calib DIR (e.g. ../shared/data/isic-public)")
-    same = Path(request.calib_data).resolve() == Path(request.verdict_data).resolve() and request.calib_split == request.verdict_split
-    if same:
-        raise EdgeskinError(f"--calib-split {request.calib_split} is the split the verdicts use: calibration must be disjoint from it")
     config = request.loaded.config
-    return calibration_set(request.calib_data, request.calib_split, config.class_names, config.preprocess, request.calib_count)
+    calibration = calibration_set(source, request.calib_split, config.class_names, config.preprocess, request.calib_count)
+    note = f"no {', '.join(calibration.missing_classes)} images in this set" if calibration.missing_classes else ""
+    report(describe("calibration", len(calibration.image_ids), calibration.source, note))
+    return calibration
 
 
 def _metadata(request: ConvertRequest, target: str, exit: int, recipe: Recipe, contract: InputContract, outputs, versions) -> ArtifactMetadata:
@@ -232,10 +254,11 @@ def convert(request: ConvertRequest, report=print) -> tuple[Path, dict, list[Art
     exit = request.exit or config.depth
     if exit not in config.exit_blocks:
         raise EdgeskinError(f"--exit {exit}: {config.arch} has exits after blocks {', '.join(map(str, config.exit_blocks))}")
+    sources = resolve_sources(request)
     with staged_folder(request.out, request.force) as staging:
         (staging / ".work").mkdir()
-        verdict = _verdict_images(request, exit)
-        calibration = _calibration(request)
+        calibration = _calibration(request, sources.calibration, report)  # its checks first: fail before the verdict work
+        verdict = _verdict_images(request, sources.verdict, exit, report)
         versions = library_versions()
         report(f"converting {config.arch} exit {exit} ({request.loaded.source}) -> {request.out}")
         results = []

@@ -17,7 +17,7 @@ from edgeskin.runtime.errors import EdgeskinError
 
 def _add_data_args(p: argparse.ArgumentParser, split_default: str | None) -> None:
     p.add_argument("--data", help="dataset: folder with labels.csv + images/, a labels CSV, or an ISIC 2019 folder "
-                   "(default: $EDGESKIN_DATA, else ../shared/data/isic-public)")
+                   "(default: $EDGESKIN_DATA, else ../shared/data/isic-public beside a checkout, else the bundled CC0 set)")
     p.add_argument("--split", default=split_default, help=f"split to use, or 'all' (default: {split_default})")
 
 
@@ -39,7 +39,7 @@ def _add_training_args(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--dump-rank-weights", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--data", help="dataset (default: $EDGESKIN_DATA, else ../shared/data/isic-public)")
+    p.add_argument("--data", help="dataset (default: $EDGESKIN_DATA, else ../shared/data/isic-public beside a checkout, else the bundled CC0 set)")
 
 
 def _add_distill_args(p: argparse.ArgumentParser) -> None:
@@ -107,14 +107,17 @@ def _device(requested: str | None) -> str:
 def _image_sets(args, config):
     from dataclasses import replace
 
-    from edgeskin.data import data_root, load_images, open_dataset
+    from edgeskin.data import load_images, open_dataset
+    from edgeskin.image_sources import describe, resolve_images
     from edgeskin.train import ImageSet
 
-    root = data_root(args.data)
-    train = open_dataset(root, args.train_split, config.class_names)
-    val = open_dataset(root, args.val_split, config.class_names)
+    source = resolve_images(args.data)
+    root = source.label
+    train = open_dataset(source, args.train_split, config.class_names)
+    val = open_dataset(source, args.val_split, config.class_names)
     cache = replace(config.preprocess, size=round(config.img_size * 450 / 400))  # paper's 400-of-450 crop
-    print(f"data: {root} train={len(train)} val={len(val)}", file=sys.stderr)
+    print(describe("training", len(train), train.name), file=sys.stderr, flush=True)
+    print(describe("validation", len(val), val.name), file=sys.stderr, flush=True)
     return root, ImageSet(load_images(train, cache), train.labels), ImageSet(load_images(val, config.preprocess), val.labels)
 
 
@@ -211,13 +214,15 @@ def cmd_cascade(args) -> int:
 
 def cmd_eval(args) -> int:
     from edgeskin.checkpoint import load_checkpoint
-    from edgeskin.data import data_root, load_images, open_dataset
+    from edgeskin.data import load_images, open_dataset
     from edgeskin.evaluate import evaluate
+    from edgeskin.image_sources import resolve_images
 
     _threads(None)
+    source = resolve_images(args.data)
     loaded = load_checkpoint(args.checkpoint)
     config = loaded.config
-    dataset = open_dataset(data_root(args.data), args.split, config.class_names)
+    dataset = open_dataset(source, args.split, config.class_names)
     images = load_images(dataset, config.preprocess)
     report = evaluate(loaded.model, images, dataset.labels, exit=args.exit, progress=True)
     print(f"{config.arch} on {dataset.name} ({report.n} images, exit {args.exit or config.depth})")

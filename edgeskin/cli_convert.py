@@ -21,9 +21,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--exit", type=int, default=None, help="exit head to export (default: the final head)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: dist/<model>)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    p.add_argument("--data", type=Path, default=None, help="real images for the parity verdict (default: $EDGESKIN_DATA, else ../shared/data/isic-public, else the bundled samples)")
-    p.add_argument("--split", default=None, help="split for the verdict (default: val; test for the bundled samples)")
-    p.add_argument("--calib", type=Path, default=None, help="calibration images for int8 (default: the --data folder when it is real data)")
+    p.add_argument("--data", type=Path, default=None, help="real images for the parity verdict (default: $EDGESKIN_DATA, else ../shared/data/isic-public beside a checkout, else the bundled CC0 set)")
+    p.add_argument("--split", default="val", help="split for the verdict (default: val)")
+    p.add_argument("--calib", type=Path, default=None, help="calibration images for int8 (default: the --data folder when given, else as for --data)")
     p.add_argument("--calib-split", default="train", help="calibration split, disjoint from the verdict split (default: train)")
     p.add_argument("--calib-count", type=int, default=200, help="calibration images, class-stratified (default 200)")
 
@@ -33,14 +33,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-
-
-def _verdict_source(args) -> tuple[Path, str]:
-    from edgeskin.data import BUNDLED_SAMPLES, data_root
-
-    root = data_root(args.data)
-    split = args.split or ("test" if root.resolve() == BUNDLED_SAMPLES.resolve() else "val")
-    return root, split
 
 
 def _abandon_on_signal() -> None:
@@ -61,16 +53,13 @@ def cmd_convert(args) -> int:
     from edgeskin.converters.artifacts import check_output_folder
     from edgeskin.converters.pipeline import ConvertRequest, convert
     from edgeskin.converters.recipes import recipes_for
-    from edgeskin.data import BUNDLED_SAMPLES
 
     recipes = recipes_for(args.target, args.recipes)
     loaded = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT)
     out = args.out or Path("dist") / loaded.config.arch
     check_output_folder(out, args.force)  # before any work: an existing result is never touched without --force
-    verdict_data, verdict_split = _verdict_source(args)
-    calib = args.calib or (verdict_data if verdict_data.resolve() != BUNDLED_SAMPLES.resolve() else None)
     request = ConvertRequest(loaded=loaded, recipes=recipes, out=out, exit=args.exit, force=args.force,
-                             verdict_data=verdict_data, verdict_split=verdict_split, calib_data=calib,
+                             verdict_data=args.data, verdict_split=args.split, calib_data=args.calib,
                              calib_split=args.calib_split, calib_count=args.calib_count)
 
     _abandon_on_signal()
@@ -88,7 +77,7 @@ def cmd_convert(args) -> int:
 
 def print_table(results, manifest) -> None:
     verdict = manifest["verdict_images"]
-    print(f"parity vs PyTorch on {verdict['count']} real images ({verdict['source']}):")
+    print(f"parity vs PyTorch, verdict: {verdict['count']} images of {verdict['source']}:")
     header = f"{'target':<7} {'recipe':<11} {'size':>9} {'max|dlogit|':>12} {'cosine':>9} {'top-1 agree':>12} {'BMA ref/art':>14}  verdict"
     print(header)
     print("-" * len(header))

@@ -13,7 +13,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("parity", help="artifacts vs the PyTorch reference on real images: report, plots, verdicts")
     p.add_argument("artifacts", nargs="+", type=Path, help=".tflite/.onnx/.mlpackage artifacts, manifest.json files, or folders written by convert")
     p.add_argument("--reference", type=Path, default=None, help="PyTorch checkpoint (default: the manifest's source checkpoint)")
-    p.add_argument("--data", type=Path, default=None, help="real images (default: $EDGESKIN_DATA, else ../shared/data/isic-public)")
+    p.add_argument("--data", type=Path, default=None, help="real images (default: $EDGESKIN_DATA, else ../shared/data/isic-public beside a checkout, else the bundled CC0 set)")
     p.add_argument("--split", default="test", help="split to check on (default: test)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: parity-<split> beside the first artifact)")
     p.add_argument("--explain", action="store_true", help="block-by-block divergence for every artifact, not only failing ones")
@@ -61,13 +61,14 @@ def print_rows(rows: list[list[str]]) -> None:
 
 
 def cmd_parity(args) -> int:
-    from edgeskin.data import data_root
+    from edgeskin.image_sources import resolve_images
     from edgeskin.parity_check import ParityRequest, expand_artifacts, run_parity
     from edgeskin.reports import check_report_folder, table_notes, table_rows, write_reports
 
+    resolve_images(args.data)  # a --data path that does not exist fails before any work
     artifacts = expand_artifacts(args.artifacts)
     reference = _reference(args, artifacts, required=True)
-    request = ParityRequest(artifacts=args.artifacts, reference=reference, data=data_root(args.data), split=args.split,
+    request = ParityRequest(artifacts=args.artifacts, reference=reference, data=args.data, split=args.split,
                             explain=args.explain, explain_images=args.explain_images, bench=not args.no_bench,
                             bench_runs=args.runs, threads=args.threads)
     first = artifacts[0]
@@ -95,8 +96,9 @@ def cmd_parity(args) -> int:
 def cmd_bench(args) -> int:
     from edgeskin.benchmark import benchmark, latency_caveat, latency_mark
     from edgeskin.checkpoint import load_checkpoint
-    from edgeskin.data import data_root, load_images, open_dataset
+    from edgeskin.data import load_images, open_dataset
     from edgeskin.environment import fingerprint, usable_cores
+    from edgeskin.image_sources import describe, resolve_images
     from edgeskin.parity_check import expand_artifacts
     from edgeskin.runtime.metadata import read_artifact_metadata
     from edgeskin.runtime.preprocess import PreprocessConfig
@@ -106,8 +108,9 @@ def cmd_bench(args) -> int:
     first = artifacts[0][0]
     meta = read_artifact_metadata(first) if first.suffix in (".tflite", ".mlpackage") else None
     config = load_checkpoint(reference).config.preprocess if reference else PreprocessConfig.from_dict(meta.preprocess if meta else {})
-    dataset = open_dataset(data_root(args.data), args.split)
+    dataset = open_dataset(resolve_images(args.data), args.split)
     pixels = load_images(dataset, config, progress=False)[: args.images]
+    print(describe("bench", len(pixels), dataset.name, "cycled"), file=sys.stderr)
     threads = args.threads or usable_cores()
     env = fingerprint()
     exit = meta.exit if meta else None

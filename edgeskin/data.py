@@ -14,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeskin.image_sources import ImageSource
 from edgeskin.models.config import ISIC_CLASSES, UNKNOWN_CLASS
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.preprocess import PreprocessConfig, preprocess
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "isic-public"
-BUNDLED_SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 SPLIT_SEED = 42
 VAL_FRACTION = 0.2
 
@@ -51,24 +49,16 @@ class Dataset:
         return len(self.samples)
 
 
-def data_root(path: str | os.PathLike | None = None) -> Path:
-    """The real-image folder: an explicit path, else $EDGESKIN_DATA, else ../shared/data/isic-public;
-    the bundled CC0 samples when none of those exists."""
-    if path is not None:
-        return Path(path)
-    env = os.environ.get("EDGESKIN_DATA")
-    if env:
-        return Path(env)
-    return DEFAULT_DATA if (DEFAULT_DATA / "labels.csv").is_file() else BUNDLED_SAMPLES
-
-
-def open_dataset(path: str | os.PathLike, split: str | None = None, class_names=ISIC_CLASSES) -> Dataset:
+def open_dataset(source: ImageSource | str | os.PathLike, split: str | None = None, class_names=ISIC_CLASSES) -> Dataset:
     """Open a dataset folder (labels.csv + images/), a labels CSV, or an ISIC 2019 folder.
 
     split: a value of the CSV's split column; without that column 'train'/'val' are the seeded
-    stratified 80/20 split; None or 'all' is every image.
+    stratified 80/20 split; None or 'all' is every image. The dataset is named '<set>:<split>',
+    where <set> is 'bundled' for the packaged CC0 set and the path otherwise.
     """
-    path = Path(path)
+    if not isinstance(source, ImageSource):
+        source = ImageSource(Path(source), "given")
+    path, label = source.root, source.label
     if not path.exists():
         raise EdgeskinError.about(path, "no such dataset folder or file")
     if path.is_file():
@@ -80,9 +70,9 @@ def open_dataset(path: str | os.PathLike, split: str | None = None, class_names=
         if not ground_truth:
             raise EdgeskinError.about(path, "no labels.csv and no ISIC 2019 *GroundTruth*.csv found")
         samples = _read_isic2019(ground_truth[0], _isic2019_image_dir(path), class_names)
-        return _select_split(path, samples, None, split, class_names)
+        return _select_split(path, label, samples, None, split, class_names)
     samples, splits = _read_labels_csv(csv_path, image_dir, class_names)
-    return _select_split(csv_path, samples, splits, split, class_names)
+    return _select_split(csv_path, label, samples, splits, split, class_names)
 
 
 def _image_dir(root: Path) -> Path:
@@ -168,7 +158,8 @@ def stratified_split(samples: list[Sample], val_fraction: float = VAL_FRACTION, 
     return sorted(train, key=lambda s: key[s.image_id]), sorted(val, key=lambda s: key[s.image_id])
 
 
-def _select_split(source: Path, samples: list[Sample], splits: list[str] | None, split: str | None, class_names) -> Dataset:
+def _select_split(source: Path, label: str, samples: list[Sample], splits: list[str] | None, split: str | None,
+                  class_names) -> Dataset:
     if split in (None, "all"):
         chosen, split = samples, "all"
     elif splits is not None:
@@ -181,7 +172,7 @@ def _select_split(source: Path, samples: list[Sample], splits: list[str] | None,
         chosen = train if split == "train" else val
     else:
         raise EdgeskinError.about(source, f"no split column, so only 'train'/'val' (stratified 80/20, seed 42) exist, not '{split}'")
-    return Dataset(f"{source}:{split}", tuple(chosen), tuple(class_names))
+    return Dataset(f"{label}:{split}", tuple(chosen), tuple(class_names))
 
 
 def load_images(dataset: Dataset, config: PreprocessConfig, progress: bool = True) -> np.ndarray:

@@ -22,6 +22,7 @@ from edgeskin.converters.recipes import RECIPES
 from edgeskin.data import load_images, open_dataset
 from edgeskin.divergence import Divergence, locate_divergence
 from edgeskin.evaluate import predict_logits
+from edgeskin.image_sources import describe, resolve_images
 from edgeskin.metrics import ClassificationReport, classification_report
 from edgeskin.parity import ParityResult, compare
 from edgeskin.runtime.errors import EdgeskinError
@@ -36,7 +37,7 @@ ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".mlpackage")
 class ParityRequest:
     artifacts: list[Path]  # artifact files, manifest.json files, or folders holding a manifest.json
     reference: Path
-    data: Path
+    data: Path | None = None  # None: the rule of edgeskin.image_sources
     split: str = "test"
     explain: bool = False  # divergence analysis for passing artifacts too
     explain_images: int = 8
@@ -156,9 +157,9 @@ def run_parity(request: ParityRequest, report=print) -> ParityRun:
     artifacts = expand_artifacts(request.artifacts)
     for path, _ in artifacts:  # every input is checked before any runtime is started
         _check_against_reference(path, peek_metadata(path), reference, report)
-    dataset = open_dataset(request.data, request.split, reference.config.class_names)
+    dataset = open_dataset(resolve_images(request.data), request.split, reference.config.class_names)
     checks = [ArtifactCheck(path, load_artifact(path, request.threads), manifest) for path, manifest in artifacts]
-    report(f"parity: {len(checks)} artifact(s) vs {reference.config.arch} ({reference.source}) on {len(dataset)} images of {dataset.name}")
+    report(describe("parity", len(dataset), dataset.name, f"{len(checks)} artifact(s) vs {reference.config.arch}, {reference.source}"))
     pixels = load_images(dataset, reference.config.preprocess)
     exits = sorted({c.predictor.metadata.exit for c in checks})
     reference_logits = {e: predict_logits(reference.model, pixels, exit=e, progress=True) for e in exits}

@@ -11,8 +11,9 @@ import argparse
 from pathlib import Path
 
 from edgeskin.checkpoint import load_checkpoint, save_checkpoint
-from edgeskin.data import data_root, load_images, open_dataset
+from edgeskin.data import load_images, open_dataset
 from edgeskin.evaluate import evaluate
+from edgeskin.image_sources import resolve_images
 
 DEMO = Path(__file__).resolve().parents[1] / "edgeskin" / "assets" / "demo" / "skindistilvit-ti6-demo.safetensors"
 
@@ -25,7 +26,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEMO)
     args = parser.parse_args()
     teacher, student = load_checkpoint(args.teacher), load_checkpoint(args.student)
-    dataset = open_dataset(data_root(args.data), "test", student.config.class_names)
+    dataset = open_dataset(resolve_images(args.data), "test", student.config.class_names)
     images = load_images(dataset, student.config.preprocess)
     t_report = evaluate(teacher.model, images, dataset.labels)
     s_report = evaluate(student.model, images, dataset.labels)

@@ -17,6 +17,7 @@ Setup (apt tools, rootfs, wheels, artifacts) is in device_env.py; all of it is c
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import signal
 import subprocess
@@ -27,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import device_env as dev  # noqa: E402
 
-SAMPLES = dev.REPO / "edgeskin" / "assets" / "samples"
+BUNDLED = dev.REPO / "edgeskin" / "assets" / "isic-cc0"
+IMAGE_COUNT = 16  # of the bundled test split: full-size originals, so the resize path runs too
 RECIPES = ["fp32", "fp16", "dynamic", "int8-mixed", "int8"]
 FLOAT_RECIPES = ("fp32", "fp16")
 FLOAT_TOLERANCE = 1e-5
@@ -253,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     dev.ensure_tools()
     dev.ensure_rootfs()
     models = {r: p for r, p in artifacts(args.artifacts).items() if r in args.recipes.split(",")}
-    images = sorted(SAMPLES.glob("*.jpg"))
+    with open(BUNDLED / "labels.csv", newline="") as handle:
+        images = [BUNDLED / "images" / r["image"] for r in csv.DictReader(handle) if r["split"] == "test"][:IMAGE_COUNT]
     print(f"\nx86_64 vs emulated arm64 (qemu {'/'.join(cpus)}), edgeskin-pi on {len(images)} bundled images, {THREADS} threads")
     print(f"{'recipe':<11} {'cpu':<11} {'runtime':<22} {'images':>6} {'top-1':>5} {'max|diff|':>10} {'tolerance':>18} "
           f"{'result':<5} {'arm ms':>8} {'x86 ms':>7}")

@@ -1,4 +1,4 @@
-"""Shared fixtures: real images (EDGESKIN_DATA / ../shared / bundled samples) and small seeded models."""
+"""Shared fixtures: real images (EDGESKIN_DATA / ../shared / the bundled CC0 set) and small seeded models."""
 
 from __future__ import annotations
 
@@ -9,47 +9,67 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "edgeskin" / "assets" / "samples"
+BUNDLED = REPO / "edgeskin" / "assets" / "isic-cc0"
+SAMPLES = BUNDLED / "images"
 DEMO_STUDENT = REPO / "edgeskin" / "assets" / "demo" / "skindistilvit-ti6-demo.safetensors"
+SAMPLE_COUNT = 16
+
+
+def sample_dataset():
+    """The first 16 images of the bundled test split (full-size originals, downscaled: real resizes)."""
+    from edgeskin.data import Dataset, open_dataset
+
+    test = open_dataset(BUNDLED, "test")
+    return Dataset(test.name, test.samples[:SAMPLE_COUNT], test.class_names)
 
 
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
+    """The bundled images folder (files only; the dataset root with labels.csv is `bundled_dir`)."""
     return SAMPLES
 
 
 @pytest.fixture(scope="session")
-def real_data_dir() -> Path:
-    """The configured real-image folder (falls back to the bundled samples)."""
-    from edgeskin.data import data_root
+def bundled_dir() -> Path:
+    return BUNDLED
 
-    return data_root()
+
+@pytest.fixture(scope="session")
+def sample_images() -> list[Path]:
+    return [s.path for s in sample_dataset().samples]
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The configured real-image folder: $EDGESKIN_DATA, else ../shared, else the bundled set."""
+    from edgeskin.image_sources import resolve_images
+
+    return resolve_images(None).root
 
 
 @pytest.fixture(scope="session")
 def sample_pixels() -> np.ndarray:
-    """The 16 bundled real images, preprocessed: uint8 (16, 224, 224, 3)."""
-    from edgeskin.data import load_images, open_dataset
+    """The 16 sample images, preprocessed: uint8 (16, 224, 224, 3), in `sample_images` order."""
+    from edgeskin.data import load_images
     from edgeskin.runtime import PreprocessConfig
 
-    return load_images(open_dataset(SAMPLES, "test"), PreprocessConfig(), progress=False)
+    return load_images(sample_dataset(), PreprocessConfig(), progress=False)
 
 
-ALL_RECIPES = "fp32,fp16,dynamic,int8,int8-mixed"
+ALL_RECIPES = "fp32,fp16,dynamic,int8,int8-mixed,w8"  # tflite: the first five; onnx: fp32; coreml: fp32, fp16, w8
 
 
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory, real_data_dir):
     """`edgeskin convert --target all` on the demo student, once per session (conversions take
     minutes here): (out folder, manifest, exit code, stderr)."""
-    from tests.helpers import has_real_data, run_cli
+    from tests.helpers import run_console
 
-    if not has_real_data(real_data_dir):
-        pytest.skip("platform fact: int8 calibration and the val split need ../shared/data/isic-public beside the checkout")
     cwd = tmp_path_factory.mktemp("convert")
     out = cwd / "dist"
-    # a relative --out from another working directory, as `make demo` runs it
-    done = run_cli("convert", "--target", "all", "--recipes", ALL_RECIPES, "--data", real_data_dir, "--out", "dist", cwd=cwd)
+    # the console script, with a relative --out from another working directory, as `make demo` runs it;
+    # images by the default rule (../shared when it is beside the checkout, else the bundled set)
+    done = run_console("convert", "--target", "all", "--recipes", ALL_RECIPES, "--out", "dist", cwd=cwd)
     assert (out / "manifest.json").is_file(), done.stderr
     return out, json.loads((out / "manifest.json").read_text()), done.returncode, done.stderr
 

@@ -18,15 +18,15 @@ def tiny_checkpoint(tmp_path_factory):
     return save_checkpoint(perturbed_model("skindistilvit-ti1"), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
-def test_eval_prints_bma_recall_and_melanoma_numbers(tiny_checkpoint, samples_dir, tmp_path):
-    done = run_cli("eval", "--checkpoint", tiny_checkpoint, "--data", samples_dir, "--split", "test", "--json", tmp_path / "r.json")
+def test_eval_prints_bma_recall_and_melanoma_numbers(tiny_checkpoint, bundled_dir, tmp_path):
+    done = run_cli("eval", "--checkpoint", tiny_checkpoint, "--data", bundled_dir, "--split", "test", "--json", tmp_path / "r.json")
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "BMA " in out and "melanoma sensitivity" in out and "MEL " in out and "16 images" in out
+    assert "BMA " in out and "melanoma sensitivity" in out and "MEL " in out and "49 images" in out
     import json
 
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["n"] == 16 and 0 <= report["bma"] <= 1 and sum(report["support"].values()) == 16
+    assert report["n"] == 49 and 0 <= report["bma"] <= 1 and sum(report["support"].values()) == 49
 
 
 def test_info_describes_checkpoint(tiny_checkpoint):
@@ -35,8 +35,8 @@ def test_info_describes_checkpoint(tiny_checkpoint):
     assert "skindistilvit-ti1" in done.stdout and "MEL, NV, BCC" in done.stdout
 
 
-def test_missing_checkpoint(samples_dir, tmp_path):
-    assert_one_line_error(run_cli("eval", "--checkpoint", tmp_path / "gone.safetensors", "--data", samples_dir),
+def test_missing_checkpoint(bundled_dir, tmp_path):
+    assert_one_line_error(run_cli("eval", "--checkpoint", tmp_path / "gone.safetensors", "--data", bundled_dir),
                           "gone.safetensors", "no such checkpoint")
 
 
@@ -90,16 +90,16 @@ def test_csv_missing_column(tmp_path, samples_dir, tiny_checkpoint):
     assert_one_line_error(run_cli("eval", "--checkpoint", tiny_checkpoint, "--data", data), "labels.csv", "missing column 'image'")
 
 
-def test_bundled_demo_student_evaluates(samples_dir):
-    done = run_cli("eval", "--checkpoint", DEMO_STUDENT, "--data", samples_dir, "--split", "test")
+def test_bundled_demo_student_evaluates(bundled_dir):
+    done = run_cli("eval", "--checkpoint", DEMO_STUDENT, "--data", bundled_dir, "--split", "test")
     assert done.returncode == 0, done.stderr
     assert "skindistilvit-ti6" in done.stdout and "BMA " in done.stdout
 
 
-def test_cascade_distills_each_depth_from_the_previous(tmp_path, samples_dir):
+def test_cascade_distills_each_depth_from_the_previous(tmp_path, bundled_dir):
     teacher = save_checkpoint(perturbed_model("skindistilvit-ti3"), tmp_path / "t.safetensors")
-    done = run_cli("cascade", "--teacher", teacher, "--down-to", "1", "--data", samples_dir, "--train-split", "test",
-                   "--val-split", "test", "--epochs", "1", "--max-steps", "1", "--batch-size", "8", "--out", tmp_path / "c")
+    done = run_cli("cascade", "--teacher", teacher, "--down-to", "1", "--data", bundled_dir, "--train-split", "val",
+                   "--val-split", "val", "--epochs", "1", "--max-steps", "1", "--batch-size", "8", "--out", tmp_path / "c")
     assert done.returncode == 0, done.stderr
     from edgeskin.checkpoint import load_checkpoint
 
@@ -110,9 +110,9 @@ def test_cascade_distills_each_depth_from_the_previous(tmp_path, samples_dir):
     assert_one_line_error(run_cli("cascade", "--teacher", teacher, "--down-to", "3", "--out", tmp_path / "x"), "--down-to 3")
 
 
-def test_eval_all_exits_prints_per_exit_bma(tmp_path, samples_dir):
+def test_eval_all_exits_prints_per_exit_bma(tmp_path, bundled_dir):
     ckpt = save_checkpoint(perturbed_model("skindistilvit-ti2-exits"), tmp_path / "e.safetensors")
-    done = run_cli("eval", "--checkpoint", ckpt, "--data", samples_dir, "--all-exits")
+    done = run_cli("eval", "--checkpoint", ckpt, "--data", bundled_dir, "--all-exits")
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if line[:1] in "12" and len(line.split()) == 3]
     assert [r[0] for r in rows] == ["1", "2"]

@@ -27,18 +27,24 @@ from tests.helpers import assert_one_line_error, has_real_data, run_cli
 from tests.test_runtime_isolation import BLOCKER
 
 
+def _verdict_count(real_data_dir) -> int:
+    from edgeskin.data import open_dataset
+
+    return len(open_dataset(real_data_dir, "val"))  # 74 in ../shared, 40 in the bundled set
+
+
 def _artifact(manifest, target, recipe):
     return next(a for a in manifest["artifacts"] if a["target"] == target and a["recipe"] == recipe)
 
 
 @pytest.mark.parametrize(("target", "recipe"), [("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "dynamic"),
                                                  ("tflite", "int8-mixed"), ("onnx", "fp32")])
-def test_shipped_recipes_pass_their_gates(converted, target, recipe):
+def test_shipped_recipes_pass_their_gates(converted, target, recipe, real_data_dir):
     out, manifest, _, _ = converted
     art = _artifact(manifest, target, recipe)
     gate, parity = RECIPES[recipe].gate, art["parity"]
     assert art["verdict"] == "pass", art["failures"]
-    assert parity["n_images"] == 74  # the real val split
+    assert parity["n_images"] == _verdict_count(real_data_dir)  # the val split of the default image set
     assert parity["agreement"] >= gate.min_agreement
     if gate.max_logit_diff_rel is not None:
         assert parity["max_abs_logit_diff"] <= gate.max_logit_diff_rel * parity["logit_range"]
@@ -74,26 +80,34 @@ def test_file_names_and_embedded_metadata(converted):
 
 
 def test_int8_input_is_integer_and_calibration_is_disjoint_from_verdicts(converted, real_data_dir):
+    from edgeskin.data import open_dataset
+
     out, manifest, _, _ = converted
     assert _artifact(manifest, "tflite", "int8")["input"]["dtype"] == "int8"
     calib = manifest["calibration"]
-    assert calib["count"] == 200 and calib["source"].endswith(":train")
-    from edgeskin.data import open_dataset
+    assert calib["count"] == min(200, len(open_dataset(real_data_dir, "train"))) and calib["source"].endswith(":train")
 
     val_hashes = {hashlib.sha256(s.path.read_bytes()).hexdigest() for s in open_dataset(real_data_dir, "val").samples}
     assert not val_hashes & {img["sha256"] for img in calib["images"]}
 
 
-def test_torch_free_runtime_gives_pytorch_top1(converted, sample_pixels, samples_dir):
+def test_convert_names_the_image_sets_it_used(converted, real_data_dir):
+    out, manifest, _, stderr = converted
+    verdict, calib = manifest["verdict_images"], manifest["calibration"]
+    assert f"verdict: {verdict['count']} images of {verdict['source']}" in stderr
+    assert f"calibration: {calib['count']} images of {calib['source']}" in stderr
+    expected = "bundled" if not has_real_data(real_data_dir) else str(real_data_dir)
+    assert verdict["source"] == f"{expected}:val" and verdict["count"] == _verdict_count(real_data_dir)
+
+
+def test_torch_free_runtime_gives_pytorch_top1(converted, sample_pixels, sample_images):
     """Every shipped artifact, loaded with torch and TensorFlow blocked, agrees with PyTorch on the samples."""
     out, manifest, _, _ = converted
     student = load_checkpoint(DEMO_STUDENT).model
     with torch.no_grad():
         expected = student(torch.from_numpy(sample_pixels).permute(0, 3, 1, 2).float()).argmax(1).tolist()
     names = student.config.class_names
-    from edgeskin.data import open_dataset
-
-    images = [str(s.path) for s in open_dataset(samples_dir, "test").samples]  # the order of sample_pixels
+    images = [str(p) for p in sample_images]  # the order of sample_pixels
     script = BLOCKER.split("import edgeskin.runtime as rt")[0] + (
         "import json, edgeskin.runtime.predictor as P\n"
         "files = json.loads(sys.argv[2])\n"
@@ -109,7 +123,7 @@ def test_torch_free_runtime_gives_pytorch_top1(converted, sample_pixels, samples
     assert len(rows) == len(shipped)
     for art, labels in zip(shipped, rows, strict=True):
         flips = sum(a != names[e] for a, e in zip(labels, expected, strict=True))
-        # float32 must agree exactly; quantized recipes (gated on the 74-image val split) may flip one of 16
+        # float32 must agree exactly; quantized recipes (gated on the val split) may flip one of 16
         assert flips <= (0 if art["recipe"] == "fp32" else 1), (art["file"], labels)
 
 
@@ -148,36 +162,62 @@ def test_model_that_needs_a_newer_runtime(converted, tmp_path, samples_dir):
     assert_one_line_error(done, "future.tflite", "needs a newer TFLite runtime")
 
 
-def test_bad_convert_requests(tmp_path, samples_dir):
+def _few_images(folder, samples_dir, count: int):
+    folder.mkdir()
+    (folder / "images").symlink_to(samples_dir)
+    names = sorted(p.name for p in samples_dir.glob("*.jpg"))[:count]
+    (folder / "labels.csv").write_text("image,label\n" + "".join(f"{n},{'MEL' if i % 2 else 'NV'}\n" for i, n in enumerate(names)))
+    return folder
+
+
+def test_bad_convert_requests(tmp_path, samples_dir, bundled_dir):
     (tmp_path / "notes.safetensors").write_text("not a model")
     assert_one_line_error(run_cli("convert", tmp_path / "notes.safetensors", "--out", tmp_path / "o"), "notes.safetensors")
     assert_one_line_error(run_cli("convert", "--recipes", "fp32,int4", "--out", tmp_path / "o"), "unknown recipe 'int4'")
     (tmp_path / "exists").mkdir()
-    assert_one_line_error(run_cli("convert", "--recipes", "fp32", "--data", samples_dir, "--out", tmp_path / "exists"),
+    assert_one_line_error(run_cli("convert", "--recipes", "fp32", "--data", bundled_dir, "--out", tmp_path / "exists"),
                           "exists", "output folder exists (use --force")
-    # calibration: the bundled samples are too few (16) and have two classes only
-    assert_one_line_error(run_cli("convert", "--recipes", "int8", "--data", samples_dir, "--calib", samples_dir,
-                                  "--calib-split", "test", "--split", "all", "--out", tmp_path / "o"), "only 16 calibration images")
+    # a folder the user names is used or refused, never replaced by another
+    assert_one_line_error(run_cli("convert", "--calib", "/nonexistent", "--out", tmp_path / "o"), "/nonexistent", "--calib")
+    assert_one_line_error(run_cli("convert", "--data", tmp_path / "gone", "--out", tmp_path / "o"), "gone", "--data")
+    # calibration: too few images
+    few = _few_images(tmp_path / "few", samples_dir, 16)
+    assert_one_line_error(run_cli("convert", "--recipes", "int8", "--data", bundled_dir, "--calib", few,
+                                  "--calib-split", "all", "--out", tmp_path / "o"), "only 16 calibration images")
+    assert_one_line_error(run_cli("convert", "--recipes", "int8", "--data", bundled_dir, "--calib-split", "val",
+                                  "--out", tmp_path / "o"), "--calib-split val is the split the verdicts use")
     assert not (tmp_path / "o").exists()
 
 
-def test_calibration_with_missing_classes_is_refused(real_data_dir, tmp_path):
-    if not has_real_data(real_data_dir):
-        pytest.skip("platform fact: needs ../shared/data/isic-public beside the checkout")
+def test_only_calib_given_says_where_the_verdict_images_come_from(tmp_path, bundled_dir, real_data_dir):
+    from edgeskin.data import open_dataset
+
+    done = run_cli("convert", "--target", "onnx", "--calib", bundled_dir, "--out", tmp_path / "o")
+    assert done.returncode == 0, done.stderr
+    verdict = open_dataset(real_data_dir, "val")
+    line = next(line for line in done.stderr.splitlines() if "verdict:" in line)
+    assert f"verdict: {len(verdict)} images of {verdict.name} (--data not given;" in line
+    assert f"verdict: {len(verdict)} images of {verdict.name}" in done.stdout  # the table names it too
+
+
+def test_calibration_with_missing_classes_is_refused_for_user_data(tmp_path, samples_dir):
+    """A user's folder must cover every class; the bundled set is exempt and says what it lacks."""
     from edgeskin.converters.calibration import calibration_set
+    from edgeskin.image_sources import ImageSource, bundled_images
     from edgeskin.models import ISIC_CLASSES
     from edgeskin.runtime import PreprocessConfig
 
-    rows = [line for line in (real_data_dir / "labels.csv").read_text().splitlines()[1:] if ",MEL," in line or ",NV," in line]
-    (tmp_path / "labels.csv").write_text("image,label,split,width,height,source\n" + "\n".join(rows[:40]) + "\n")
-    os.symlink(real_data_dir / "images", tmp_path / "images")
+    mine = ImageSource(_few_images(tmp_path / "mine", samples_dir, 40), "given")
     with pytest.raises(EdgeskinError, match="calibration images lack classes BCC, AK, BKL, DF, VASC, SCC"):
-        calibration_set(tmp_path, None, ISIC_CLASSES, PreprocessConfig())
+        calibration_set(mine, None, ISIC_CLASSES, PreprocessConfig())
+    bundled = calibration_set(bundled_images(), "train", ISIC_CLASSES, PreprocessConfig(), count=64)
+    assert len(bundled.image_ids) == 64 and bundled.source == "bundled:train"
+    assert bundled.missing_classes == ("BCC", "AK", "BKL", "DF", "VASC", "SCC")
 
 
-def test_interrupted_conversion_leaves_nothing_behind(tmp_path, samples_dir):
+def test_interrupted_conversion_leaves_nothing_behind(tmp_path, bundled_dir):
     out = tmp_path / "dist"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeskin.cli", "convert", "--recipes", "fp32", "--data", samples_dir,
+    proc = subprocess.Popen([sys.executable, "-m", "edgeskin.cli", "convert", "--recipes", "fp32", "--data", bundled_dir,
                              "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob(".dist.partial-*/.work/onnx2tf.log")):

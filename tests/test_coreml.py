@@ -182,7 +182,7 @@ def test_cli_reports_bad_packages_in_one_line(packages, tmp_path, samples_dir, d
         target = next(package.rglob("weight.bin" if damage == "truncated" else "model.mlmodel"))
         data = target.read_bytes()
         target.write_bytes(data[: len(data) // 3] if damage == "truncated" else data.replace(b"gelu", b"gelx"))
-    image = next(samples_dir.glob("*.jpg"))
+    image = samples_dir / "ISIC_0000002.jpg"
     done = run_cli("predict", package, image)
     assert done.returncode == 2
     assert_one_line_error(done, str(package))
@@ -198,7 +198,7 @@ def test_package_is_an_image_classifier_with_metadata(converted_coreml):
     classes = load_checkpoint(DEMO_STUDENT).config.class_names
     out, manifest = converted_coreml
     entries = [a for a in manifest["artifacts"] if a["target"] == "coreml"]
-    assert {a["recipe"] for a in entries} == {"fp32", "w8"}
+    assert {a["recipe"] for a in entries} == {"fp32", "fp16", "w8"}
     for entry in entries:
         assert entry["minimum_deployment_target"] == "iOS16" and entry["verdict"] == "pass"
         assert "captured with torch.export" in entry["notes"]
@@ -218,14 +218,11 @@ def test_package_is_an_image_classifier_with_metadata(converted_coreml):
 
 
 @pytest.fixture(scope="module")
-def converted_coreml(tmp_path_factory, real_data_dir):
-    import json
-
-    out = tmp_path_factory.mktemp("cli") / "dist"
-    done = run_cli("convert", DEMO_STUDENT, "--target", "coreml", "--recipes", "fp32,w8", "--data", real_data_dir,
-                   "--out", out)
-    assert done.returncode == 0, done.stderr
-    return out, json.loads((out / "manifest.json").read_text())
+def converted_coreml(converted):
+    """The Core ML packages of the session's `edgeskin convert --target all` (fp32, fp16, w8)."""
+    out, manifest, _, stderr = converted
+    assert {a["recipe"] for a in manifest["artifacts"] if a["target"] == "coreml"} == {"fp32", "fp16", "w8"}, stderr
+    return out, manifest
 
 
 def test_demo_student_fp32_matches_pytorch_on_real_images(converted_coreml, sample_pixels):

@@ -18,10 +18,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_rank_gloo_training_keeps_ranks_in_sync(tmp_path, samples_dir):
+def test_two_rank_gloo_training_keeps_ranks_in_sync(tmp_path, bundled_dir):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
            "--master_addr=127.0.0.1", "-m", "edgeskin.cli", "train", "--arch", "skindistilvit-ti1",
-           "--data", str(samples_dir), "--train-split", "test", "--val-split", "test", "--batch-size", "8",
+           "--data", str(bundled_dir), "--train-split", "val", "--val-split", "val", "--batch-size", "8",
            "--max-steps", "3", "--lr", "1e-3", "--threads", "1", "--out", str(tmp_path), "--dump-rank-weights"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

@@ -43,17 +43,17 @@ def fp32(converted) -> Path:
 
 
 @pytest.fixture(scope="session")
-def expected_labels(fp32, samples_dir) -> dict[str, str]:
-    """Top-1 per bundled image from the in-process runtime, to check the script against."""
+def expected_labels(fp32, sample_images) -> dict[str, str]:
+    """Top-1 per sample image from the in-process runtime, to check the script against."""
     from edgeskin.runtime import load
 
     predictor = load(fp32, threads=1)
-    images = sorted(samples_dir.glob("*.jpg"))
+    images = sample_images
     return {str(p): pred.label for p, pred in zip(images, predictor.predict(images), strict=True)}
 
 
-def test_table_and_summary(fp32, samples_dir, expected_labels):
-    images = sorted(samples_dir.glob("*.jpg"))
+def test_table_and_summary(fp32, sample_images, expected_labels):
+    images = sample_images
     script = Path(sys.executable).with_name("edgeskin-pi")  # the console script a user runs
     done = subprocess.run([str(script), str(fp32), *map(str, images)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -73,8 +73,8 @@ def test_table_and_summary(fp32, samples_dir, expected_labels):
     assert float(summary.split()[6]) > 0
 
 
-def test_json_lines_parse_with_every_field(fp32, samples_dir, expected_labels):
-    images = sorted(samples_dir.glob("*.jpg"))[:5]
+def test_json_lines_parse_with_every_field(fp32, sample_images, expected_labels):
+    images = sample_images[:5]
     done = run_pi(fp32, *images, "--json", "--raw", "--top-k", "4", "--threads", "1")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
@@ -92,10 +92,10 @@ def test_json_lines_parse_with_every_field(fp32, samples_dir, expected_labels):
     assert summary["runtime"].startswith("ai-edge-litert") and summary["outputs"][0]["dtype"] == "float32"
 
 
-def test_folder_with_a_corrupt_jpeg_and_a_text_file(fp32, samples_dir, expected_labels, tmp_path):
+def test_folder_with_a_corrupt_jpeg_and_a_text_file(fp32, sample_images, expected_labels, tmp_path):
     folder = tmp_path / "visit"
     (folder / "more").mkdir(parents=True)
-    good = sorted(samples_dir.glob("*.jpg"))[:2]
+    good = sample_images[:2]
     (folder / "a.jpg").write_bytes(good[0].read_bytes())
     (folder / "more" / "b.jpg").write_bytes(good[1].read_bytes())
     (folder / "cut.jpg").write_bytes(good[0].read_bytes()[:3000])  # a truncated JPEG

@@ -33,12 +33,12 @@ def test_split_that_does_not_exist(artifact, real_data_dir, tmp_path):
     assert_one_line_error(done, "labels.csv", "no images in split 'testing'", "test, train, val")
 
 
-def test_empty_split(artifact, samples_dir, tmp_path):
+def test_empty_split(artifact, samples_dir, bundled_dir, tmp_path):
     csv = tmp_path / "labels.csv"
     csv.write_text("image,label,split\n")
     done = run_cli("parity", artifact, "--reference", DEMO_STUDENT, "--data", csv, "--split", "test", "--no-bench", "--out", tmp_path / "r")
     assert_one_line_error(done, str(csv), "lists no images")
-    rows = list(csv_module.DictReader((samples_dir / "labels.csv").open()))
+    rows = list(csv_module.DictReader((bundled_dir / "labels.csv").open()))
     train_only = tmp_path / "train-only.csv"
     train_only.write_text("image,label,split\n" + "".join(f"{r['image']},{r['label']},train\n" for r in rows))
     (tmp_path / "images").symlink_to(samples_dir)
