@@ -222,7 +222,12 @@ def test_model_errors_are_one_line(fp32, samples_dir, tmp_path):
     (["--every", "5"], "--every and --frames need --camera"),
     (["--top-k", "0"], "--top-k must be at least 1"),
 ])
-def test_usage_errors_exit_2(fp32, samples_dir, args, message):
+def test_usage_errors_exit_2(samples_dir, args, message, capsys, tmp_path):
+    """Argument checks come before any model is opened: in-process, no conversion needed."""
+    from edgeskin.runtime.pi import main
+
     images = [] if not args else [samples_dir / "ISIC_0000002.jpg"]
-    done = run_pi(fp32, *images, *args)
-    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(SystemExit) as exited:
+        main([str(tmp_path / "never-opened.tflite"), *map(str, images), *args])
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 2 and message in stderr and "Traceback" not in stderr
