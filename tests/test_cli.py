@@ -9,7 +9,7 @@ import pytest
 
 from edgeskin.checkpoint import save_checkpoint
 from tests.conftest import DEMO_STUDENT, perturbed_model
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli, run_console
 from tests.test_checkpoint import Payload
 
 
@@ -116,3 +116,10 @@ def test_eval_all_exits_prints_per_exit_bma(tmp_path, bundled_dir):
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if line[:1] in "12" and len(line.split()) == 3]
     assert [r[0] for r in rows] == ["1", "2"]
+
+
+def test_console_script_refuses_a_calibration_folder_that_does_not_exist(tmp_path):
+    """The installed `edgeskin` script, as a shell runs it: exit 2, one line naming the path."""
+    done = run_console("convert", "--calib", "/nonexistent", "--out", tmp_path / "o")
+    assert_one_line_error(done, "/nonexistent", "--calib")
+    assert not (tmp_path / "o").exists()

@@ -255,7 +255,7 @@ def test_divergence_reads_the_core_ml_program(converted_coreml, sample_pixels, t
     from edgeskin.runtime.mlpackage import read_package
 
     out, manifest = converted_coreml
-    entry = next(a for a in manifest["artifacts"] if a["recipe"] == "fp32")
+    entry = next(a for a in manifest["artifacts"] if a["target"] == "coreml" and a["recipe"] == "fp32")
     package = tmp_path / "skindistilvit-ti6-e6-fp32.mlpackage"
     shutil.copytree(out / entry["file"], package)
     program = read_package(package).program

@@ -11,6 +11,14 @@ from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="session")
+def test_split_size(real_data_dir) -> int:
+    """194 in ../shared, 49 in the bundled set."""
+    from edgeskin.data import open_dataset
+
+    return len(open_dataset(real_data_dir, "test"))
+
+
+@pytest.fixture(scope="session")
 def parity_report(converted, real_data_dir, tmp_path_factory):
     """(report folder, report.json, exit code, stdout) of `edgeskin parity DIST --split test --explain`."""
     out_dir, _, _, _ = converted

@@ -37,7 +37,7 @@ def test_reference_bma_equals_edgeskin_eval(parity_report, real_data_dir, tmp_pa
         assert entry["parity"]["reference_bma"] == evaluated["bma"]
 
 
-def test_verdicts_are_recorded_in_the_manifest(parity_report, converted):
+def test_verdicts_are_recorded_in_the_manifest(parity_report, converted, test_split_size):
     out, _, _, _ = converted
     _, report, _, _ = parity_report
     manifest = json.loads((out / "manifest.json").read_text())
@@ -45,7 +45,7 @@ def test_verdicts_are_recorded_in_the_manifest(parity_report, converted):
     for entry in manifest["artifacts"]:
         name = entry["file"].split("/")[-1]
         check = entry["checks"][-1]
-        assert check["kind"] == "edgeskin parity" and check["count"] == 194 and check["images"].endswith(":test")
+        assert check["kind"] == "edgeskin parity" and check["count"] == test_split_size and check["images"].endswith(":test")
         assert check["verdict"] == entry["verdict"] == verdicts[name]
 
 

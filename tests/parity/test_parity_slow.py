@@ -1,4 +1,4 @@
-"""Slow extension: the same gates on every real image (1,742: all splits), `make test-slow`."""
+"""Slow extension: the same gates on every real image of the default set (1,742 in ../shared), `make test-slow`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from tests.helpers import run_cli
 def test_shipped_recipes_meet_their_gates_on_every_image(converted, real_data_dir, tmp_path):
     out, _, _, _ = converted
     done = run_cli("parity", out, "--reference", DEMO_STUDENT, "--data", real_data_dir, "--split", "all",
-                   "--out", tmp_path / "report", "--no-bench", timeout=1800)
+                   "--out", tmp_path / "report", "--no-bench")
+    from edgeskin.data import open_dataset
+
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["images"]["count"] == 1742
+    assert report["images"]["count"] == len(open_dataset(real_data_dir, "all"))
     for entry in report["artifacts"]:
         gate = RECIPES[entry["recipe"]].gate
         if entry["recipe"] == "int8":
