@@ -92,10 +92,10 @@ class ImageSources:
 def resolve_sources(request: ConvertRequest) -> ImageSources:
     """Both folders, checked before any work: a path the user gave that does not exist is an error."""
     verdict = resolve_images(request.verdict_data, "--data")
+    given = resolve_images(request.calib_data, "--calib") if request.calib_data is not None else None
     if not any(r.needs_calibration for recipes in request.recipes.values() for r in recipes):
         return ImageSources(verdict, None)
-    given = request.calib_data if request.calib_data is not None else request.verdict_data
-    calibration = resolve_images(given, "--calib" if request.calib_data is not None else "--data")
+    calibration = given or verdict  # without --calib: the --data folder, or the same rule's choice
     same = calibration.root.resolve() == verdict.root.resolve() and request.calib_split == request.verdict_split
     if same:
         raise EdgeskinError(f"--calib-split {request.calib_split} is the split the verdicts use: calibration must be disjoint from it")

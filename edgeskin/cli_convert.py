@@ -51,16 +51,17 @@ def _abandon_on_signal() -> None:
 def cmd_convert(args) -> int:
     from edgeskin.checkpoint import load_checkpoint
     from edgeskin.converters.artifacts import check_output_folder
-    from edgeskin.converters.pipeline import ConvertRequest, convert
+    from edgeskin.converters.pipeline import ConvertRequest, convert, resolve_sources
     from edgeskin.converters.recipes import recipes_for
 
     recipes = recipes_for(args.target, args.recipes)
     loaded = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT)
     out = args.out or Path("dist") / loaded.config.arch
-    check_output_folder(out, args.force)  # before any work: an existing result is never touched without --force
     request = ConvertRequest(loaded=loaded, recipes=recipes, out=out, exit=args.exit, force=args.force,
                              verdict_data=args.data, verdict_split=args.split, calib_data=args.calib,
                              calib_split=args.calib_split, calib_count=args.calib_count)
+    resolve_sources(request)  # a missing --data / --calib folder is named before anything else
+    check_output_folder(out, args.force)  # before any work: an existing result is never touched without --force
 
     _abandon_on_signal()
 

@@ -180,6 +180,9 @@ def test_bad_convert_requests(tmp_path, samples_dir, bundled_dir):
     # a folder the user names is used or refused, never replaced by another
     assert_one_line_error(run_cli("convert", "--calib", "/nonexistent", "--out", tmp_path / "o"), "/nonexistent", "--calib")
     assert_one_line_error(run_cli("convert", "--data", tmp_path / "gone", "--out", tmp_path / "o"), "gone", "--data")
+    # named before an existing output folder, and even when no recipe calibrates
+    assert_one_line_error(run_cli("convert", "--target", "onnx", "--calib", "/nonexistent", "--out", tmp_path / "exists"),
+                          "/nonexistent", "--calib")
     # calibration: too few images
     few = _few_images(tmp_path / "few", samples_dir, 16)
     assert_one_line_error(run_cli("convert", "--recipes", "int8", "--data", bundled_dir, "--calib", few,
