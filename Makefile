@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[convert,dev]'
+	# startup hook: `import timm` / `import transformers` work with the CPU torch (edgeskin/_timm_shim.py)
+	$(BIN)/python -m edgeskin._timm_shim
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,15 +1,23 @@
-"""Make `import timm` work with the CPU torch wheel and PyPI's CUDA-linked torchvision.
+"""Make `import torchvision` (so `import timm`, `import transformers`) work with the CPU torch wheel.
 
-timm imports torchvision; PyPI's torchvision wheels are built against CUDA torch, so with the
-CPU torch its compiled ops do not load, and `torchvision/_meta_registrations.py` then fails on
-`register_fake("torchvision::nms")` with "operator torchvision::nms does not exist". Defining
-the two operator schemas that file needs (nms, qnms) before the import lets torchvision, and so
-timm, import. torchvision's compiled ops stay unusable; edgeskin never calls them.
-Where torchvision loads normally, this does nothing.
+PyPI's torchvision wheels are built against CUDA torch, so with the CPU torch its compiled ops do
+not load, and `torchvision/_meta_registrations.py` then fails on `register_fake("torchvision::nms")`
+with "operator torchvision::nms does not exist". Defining the two operator schemas that file needs
+(nms, qnms) before a second import lets torchvision, and so timm and transformers, import.
+torchvision's compiled ops stay unusable; edgeskin never calls them. Where torchvision loads
+normally, nothing is defined.
+
+Two ways in: edgeskin calls `import_timm()`; and `make install` writes a one-line .pth startup hook
+into the venv (`install_hook`) that puts `TorchvisionFinder` on sys.meta_path, so a plain
+`import timm` in the project's venv works with nothing imported before. The finder itself imports
+nothing heavy: torch is touched only when something imports torchvision.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
 import sys
 
 _SCHEMAS = {
@@ -17,6 +25,9 @@ _SCHEMAS = {
     "qnms": "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
 }
 _library = None  # keeps the torch.library registration alive for the process
+HOOK_FILE = "edgeskin-torchvision-shim.pth"
+HOOK_LINE = ("import importlib.util as _u; _u.find_spec('edgeskin') and "
+             "__import__('edgeskin._timm_shim', fromlist=['x']).TorchvisionFinder.install()\n")
 
 
 def _define_missing_schemas() -> None:
@@ -34,18 +45,68 @@ def _define_missing_schemas() -> None:
             pass
 
 
-def import_timm():
-    """Import and return timm, applying the torchvision shim only when it is needed."""
-    if "timm" in sys.modules:
-        return sys.modules["timm"]
+def import_torchvision():
+    """Import torchvision as is; if its ops cannot load against this torch, define them and retry."""
+    if "torchvision" in sys.modules:
+        return sys.modules["torchvision"]
     try:
-        import torchvision  # noqa: F401
+        return importlib.import_module("torchvision")
     except RuntimeError as exc:
         if "torchvision::" not in str(exc):
             raise
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
         _define_missing_schemas()
+        return importlib.import_module("torchvision")
+
+
+def import_timm():
+    """Import and return timm, applying the torchvision shim only when it is needed."""
+    if "timm" not in sys.modules:
+        import_torchvision()
     import timm
 
     return timm
+
+
+class _ShimLoader(importlib.abc.Loader):
+    def create_module(self, spec):
+        TorchvisionFinder.importing = True  # the real import inside must use the normal finders
+        try:
+            return import_torchvision()  # the real module, imported with the shim when needed
+        finally:
+            TorchvisionFinder.importing = False
+
+    def exec_module(self, module) -> None:
+        pass  # already executed by create_module's import
+
+
+class TorchvisionFinder(importlib.abc.MetaPathFinder):
+    """Routes `import torchvision` through import_torchvision (the .pth startup hook). Probes such
+    as importlib.util.find_spec also get this spec, so a later import still goes through it."""
+
+    importing = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torchvision" or self.importing or "torchvision" in sys.modules:
+            return None
+        return importlib.machinery.ModuleSpec(name, _ShimLoader())
+
+    @classmethod
+    def install(cls) -> None:
+        if not any(isinstance(f, cls) for f in sys.meta_path):
+            sys.meta_path.insert(0, cls())
+
+
+def install_hook() -> str:
+    """Write the startup hook into this interpreter's site-packages (called by `make install`)."""
+    import sysconfig
+    from pathlib import Path
+
+    target = Path(sysconfig.get_paths()["purelib"]) / HOOK_FILE
+    target.write_text(HOOK_LINE)
+    return str(target)
+
+
+if __name__ == "__main__":
+    print(f"startup hook written: {install_hook()}")
