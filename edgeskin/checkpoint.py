@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from edgeskin.contract import StatedContract
 from edgeskin.models import ModelConfig, SkinViT, build_model
 from edgeskin.runtime.errors import EdgeskinError
 
@@ -38,11 +39,11 @@ class LoadedModel:
         return self.model.config
 
 
-def sha256_of(path: Path) -> str:
-    """sha256 of a file, or of a folder's files in name order (HF checkpoints are folders)."""
+def sha256_of(files: Path | list[Path]) -> str:
+    """sha256 of a file, or of the named files in name order (an HF checkpoint's weights and configs;
+    never a whole folder, which may hold gigabytes of optimizer state)."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
+    for file in sorted(files) if isinstance(files, list) else [files]:
         with open(file, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
@@ -117,31 +118,37 @@ def model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], source
     return model.eval()
 
 
-def load_native(path: Path) -> LoadedModel:
+def load_native(path: Path, stated: StatedContract | None = None) -> LoadedModel:
     tensors, metadata = read_safetensors(path)
     if CONFIG_KEY not in metadata:
-        raise EdgeskinError.about(path, "safetensors file has no edgeskin config (pass --arch to import a timm state dict)")
+        raise EdgeskinError.about(path, "safetensors file has no edgeskin config")
     try:
         config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]), source=path)
         provenance = json.loads(metadata.get(PROVENANCE_KEY, "{}"))
     except json.JSONDecodeError as exc:
         raise EdgeskinError.about(path, f"edgeskin config metadata is not valid JSON ({exc})") from None
+    if stated is not None:
+        config = stated.apply(config, path)
     model = model_from_state(config, tensors, path)
     return LoadedModel(model, path, sha256_of(path), "edgeskin", provenance)
 
 
-def load_checkpoint(path: str | Path, arch: str | None = None) -> LoadedModel:
-    """Load any supported checkpoint: native .safetensors, HF folder, timm state dict, .bin/.pt."""
+def load_checkpoint(path: str | Path, arch: str | None = None, stated: StatedContract | None = None) -> LoadedModel:
+    """Load any supported checkpoint: native .safetensors, HF folder, timm state dict, .bin/.pt.
+
+    `stated`: what the user says about classes and normalization (--classes, --mean, --std,
+    --crop-border); required where the checkpoint does not carry them, an override where it does.
+    """
     path = Path(path)
     if not path.exists():
         raise EdgeskinError.about(path, "no such checkpoint file or folder")
     if path.is_file() and path.suffix == ".safetensors" and arch is None:
         _, metadata = _peek_metadata(path)
         if CONFIG_KEY in metadata:
-            return load_native(path)
+            return load_native(path, stated)
     from edgeskin.hf_import import import_foreign
 
-    return import_foreign(path, arch)
+    return import_foreign(path, arch, stated or StatedContract())
 
 
 def _peek_metadata(path: Path) -> tuple[int, dict]:

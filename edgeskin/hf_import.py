@@ -2,9 +2,14 @@
 
 Layouts (from the paper's public code): ViTForImageClassification (`vit.` + `classifier`),
 DistilViT (`distilvit.` + `classifier`), FCViT (`vit.` + one `classifiers.i` per block, where
-exit i reads block i's output through block i+1's `layernorm_before`). Their heads may carry a
-9th output, UNK, which is never a label: it is dropped, so the imported model has the 8 ISIC
-classes with the original logits for each.
+exit i reads block i's output through block i+1's `layernorm_before`); FCViTForImageClassificationProbs
+(config.json `architectures`) applies the last classifier at every exit, its other classifiers
+untrained. Key names may be transformers 4's (`encoder.layer.N.attention.attention.query`) or
+transformers 5's (`layers.N.attention.q_proj`); weights may be one file or shards listed in a
+`*.index.json`. A 9th output, UNK, is never a label: it is dropped.
+
+Class names and normalization come from the checkpoint where it carries them (id2label,
+preprocessor_config.json), else from what the user states (edgeskin.contract); never assumed.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ from pathlib import Path
 import torch
 
 from edgeskin.checkpoint import LoadedModel, model_from_state, read_safetensors, sha256_of
+from edgeskin.contract import StatedContract
 from edgeskin.models.config import ISIC_CLASSES, UNKNOWN_CLASS, WIDTHS, ModelConfig, config_for
 from edgeskin.runtime.errors import EdgeskinError
 
 ISIC2019_OUTPUTS = (*ISIC_CLASSES, UNKNOWN_CLASS)  # the ISIC 2019 ground-truth column order
-_HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_HF_SIDE_FILES = ("config.json", "preprocessor_config.json")  # hashed with the weights; nothing else is
+PROBS_ARCHITECTURE = "FCViTForImageClassificationProbs"
+PAPER_CLASSES_HINT = "the paper's checkpoints: --classes " + ",".join(ISIC2019_OUTPUTS)
+# transformers 5 names -> transformers 4 names, inside one encoder layer
+_V5_LAYER_NAMES = {"attention.q_proj": "attention.attention.query", "attention.k_proj": "attention.attention.key",
+                   "attention.v_proj": "attention.attention.value", "attention.o_proj": "attention.output.dense",
+                   "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense"}
 
 
 def torch_load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -45,6 +58,8 @@ def torch_load_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    if path.name.endswith(".index.json"):
+        return _read_shards(path)
     if path.suffix == ".safetensors":
         return read_safetensors(path)[0]
     if path.suffix in (".bin", ".pt", ".pth"):
@@ -59,38 +74,102 @@ def _hf_prefix(state: dict) -> str | None:
     return None
 
 
-def import_foreign(path: Path, arch: str | None = None) -> LoadedModel:
+def _shard_files(index: Path) -> list[Path]:
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise EdgeskinError.about(index, "not a sharded-checkpoint index (no weight_map)") from None
+    shards = [index.parent / name for name in names]
+    missing = [p.name for p in shards if not p.is_file()]
+    if missing or any("/" in n or n.startswith("..") for n in names):
+        raise EdgeskinError.about(index, f"lists shard {(missing or names)[0]}, which is not in this folder")
+    return shards
+
+
+def _read_shards(index: Path) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for shard in _shard_files(index):
+        state.update(_read_state(shard))
+    return state
+
+
+def _hf_weight_files(folder: Path, weights: Path) -> list[Path]:
+    """The files whose bytes define the model: weights (every shard), config, preprocessor config.
+    Optimizer states, Trainer checkpoints and logs beside them are not read, nor hashed."""
+    files = _shard_files(weights) + [weights] if weights.name.endswith(".index.json") else [weights]
+    return files + [folder / name for name in _HF_SIDE_FILES if (folder / name).is_file()]
+
+
+def import_foreign(path: Path, arch: str | None = None, stated: StatedContract | None = None) -> LoadedModel:
+    stated = stated or StatedContract()
     if path.is_dir():
         weights = next((path / name for name in _HF_WEIGHT_FILES if (path / name).is_file()), None)
         if weights is None:
             raise EdgeskinError.about(path, f"folder has no {' or '.join(_HF_WEIGHT_FILES)}")
-        return _import_hf(path / "config.json", weights, sha256_of(path), source=path)
+        return _import_hf(path, weights, sha256_of(_hf_weight_files(path, weights)), stated, source=path)
     state = _read_state(path)
     if _hf_prefix(state):
-        return _import_hf(path.parent / "config.json", path, sha256_of(path), source=path, state=state)
-    return _import_timm(path, state, arch)
+        return _import_hf(path.parent, path, sha256_of([path]), stated, source=path, state=state)
+    return _import_timm(path, state, arch, stated)
 
 
 # --- Hugging Face layouts ----------------------------------------------------------------------
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeskinError.about(path, f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise EdgeskinError.about(path, "expected a JSON object")
+    return data
+
+
 def _read_hf_config(path: Path) -> dict:
     if not path.is_file():
         raise EdgeskinError.about(path, "missing: a Hugging Face checkpoint needs its config.json")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdgeskinError.about(path, f"not valid JSON ({exc})") from None
+    return _read_json(path)
 
 
-def _output_labels(hf_config: dict, num_outputs: int, source: Path) -> list[str]:
+def _output_labels(hf_config: dict, num_outputs: int, stated: StatedContract, source: Path) -> list[str]:
+    """Names of the head's outputs: stated (--classes) first, else id2label when it names them."""
+    if stated.class_names is not None:
+        if len(stated.class_names) != num_outputs:
+            raise EdgeskinError.about(source, f"--classes names {len(stated.class_names)} classes but the head has {num_outputs} outputs")
+        return list(stated.class_names)
     id2label = hf_config.get("id2label") or {}
+    if not isinstance(id2label, dict):
+        raise EdgeskinError.about(source, "id2label is not a mapping of output index to name")
     labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(num_outputs)]
     if all(re.fullmatch(r"LABEL_\d+", label) for label in labels):
-        if num_outputs in (8, 9):  # unnamed heads of the paper's models follow the ISIC 2019 order
-            return list(ISIC2019_OUTPUTS[:num_outputs])
-        raise EdgeskinError.about(source, f"head has {num_outputs} unnamed outputs; expected 8 or 9 (ISIC 2019)")
+        raise EdgeskinError.about(source, f"id2label does not name the head's {num_outputs} outputs: pass --classes "
+                                  f"(or --classes-file) in output order ({PAPER_CLASSES_HINT})")
     return [label.upper() if label.upper() in ISIC2019_OUTPUTS else label for label in labels]
+
+
+def _normalization(folder: Path, stated: StatedContract) -> dict:
+    """mean/std from --mean/--std, else preprocessor_config.json (image_mean, image_std)."""
+    found: dict = {}
+    path = folder / "preprocessor_config.json"
+    if path.is_file():
+        processor = _read_json(path)
+        for key, ours in (("image_mean", "mean"), ("image_std", "std")):
+            value = processor.get(key)
+            if value is not None:
+                if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)):
+                    raise EdgeskinError.about(path, f"{key} must be three numbers (R, G, B)")
+                found[ours] = tuple(float(v) for v in value)
+    if stated.mean is not None:
+        found["mean"] = stated.mean
+    if stated.std is not None:
+        found["std"] = stated.std
+    missing = [f"--{k}" for k in ("mean", "std") if k not in found]
+    if missing:
+        raise EdgeskinError.about(folder, f"no preprocessor_config.json with image_mean/image_std: pass {' and '.join(missing)} "
+                                  "(the normalization the model was trained with; the paper's: 0.5,0.5,0.5)")
+    return found
 
 
 def _class_rows(labels: list[str]) -> tuple[list[int], tuple[str, ...]]:
@@ -109,9 +188,24 @@ def _arch_name(embed_dim: int, depth: int, num_heads: int, exits: bool) -> str:
     return f"vit-{embed_dim}x{depth}" + ("-exits" if exits else "")
 
 
-def _import_hf(config_path: Path, weights: Path, digest: str, source: Path, state: dict | None = None) -> LoadedModel:
+def _legacy_names(state: dict) -> dict:
+    """transformers 5 key names (`vit.layers.N.attention.q_proj`) -> transformers 4's, which the
+    mapping below reads; other names pass through."""
+    pattern = re.compile(r"^(\w+)\.layers\.(\d+)\.(.+)\.(weight|bias)$")
+    out = {}
+    for key, value in state.items():
+        match = pattern.match(key)
+        if match:
+            prefix, layer, name, kind = match.groups()
+            key = f"{prefix}.encoder.layer.{layer}.{_V5_LAYER_NAMES.get(name, name)}.{kind}"
+        out[key] = value
+    return out
+
+
+def _import_hf(folder: Path, weights: Path, digest: str, stated: StatedContract, source: Path, state: dict | None = None) -> LoadedModel:
+    config_path = folder / "config.json"
     hf = _read_hf_config(config_path)
-    state = state if state is not None else _read_state(weights)
+    state = _legacy_names(state if state is not None else _read_state(weights))
     prefix = _hf_prefix(state)
     if prefix is None:
         raise EdgeskinError.about(weights, "no ViT embeddings found (expected vit./distilvit. key names)")
@@ -126,8 +220,12 @@ def _import_hf(config_path: Path, weights: Path, digest: str, source: Path, stat
     head_key = f"classifiers.{depth - 1}.weight" if multi_exit else "classifier.weight"
     if head_key not in state:
         raise EdgeskinError.about(weights, f"no classifier weights ({head_key})")
-    labels = _output_labels(hf, state[head_key].shape[0], config_path)
+    labels = _output_labels(hf, state[head_key].shape[0], stated, config_path)
     rows, class_names = _class_rows(labels)
+    normalization = _normalization(folder, stated)
+    probs = PROBS_ARCHITECTURE in (hf.get("architectures") or [])
+    if probs and not multi_exit:
+        raise EdgeskinError.about(config_path, f"says {PROBS_ARCHITECTURE} but the weights have one classifier, not one per block")
     config = ModelConfig(
         arch=_arch_name(embed_dim, depth, num_heads, multi_exit),
         embed_dim=embed_dim,
@@ -140,14 +238,21 @@ def _import_hf(config_path: Path, weights: Path, digest: str, source: Path, stat
         class_names=class_names,
         layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
         qkv_bias=bool(hf.get("qkv_bias", True)),
+        mean=normalization["mean"],
+        std=normalization["std"],
     )
-    ours = _hf_to_skinvit(state, prefix, depth, multi_exit, rows, weights, config.arch)
+    config = stated.preprocessing_only().apply(config, source)  # classes and normalization are set above
+    ours = _hf_to_skinvit(state, prefix, depth, multi_exit, rows, weights, config.arch, shared_head=probs)
     model = model_from_state(config, ours, source)
     fmt = {"vit": "hf-fcvit" if multi_exit else "hf-vit", "distilvit": "hf-distilvit", "fcvit": "hf-fcvit"}[prefix]
+    fmt = "hf-fcvit-probs" if probs else fmt
     return LoadedModel(model, source, digest, fmt, {"imported_from": fmt, "hf_labels": labels})
 
 
-def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows: list[int], source: Path, arch: str) -> dict:
+def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows: list[int], source: Path, arch: str,
+                   shared_head: bool = False) -> dict:
+    """SkinViT's state dict from HF names. shared_head (FCViTProbs): every exit uses the last
+    classifier; the others were never trained and are not read."""
     used: set[str] = set()
 
     def take(key: str) -> torch.Tensor:
@@ -182,10 +287,13 @@ def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows:
         if multi_exit:
             out[f"vit.head.{kind}"] = take(f"classifiers.{depth - 1}.{kind}")[rows]
             for block in range(1, depth):  # FCViT: exit `block` uses the next block's pre-norm
-                out[f"exits.{block}.fc.{kind}"] = take(f"classifiers.{block - 1}.{kind}")[rows]
+                head = depth - 1 if shared_head else block - 1
+                out[f"exits.{block}.fc.{kind}"] = take(f"classifiers.{head}.{kind}")[rows].clone()
                 out[f"exits.{block}.norm.{kind}"] = take(f"{p}encoder.layer.{block}.layernorm_before.{kind}").clone()
         else:
             out[f"vit.head.{kind}"] = take(f"classifier.{kind}")[rows]
+    if shared_head:
+        used |= {k for k in state if k.startswith("classifiers.")}  # the untrained per-block heads
     unused = sorted(k for k in set(state) - used if ".pooler." not in k)  # the pooler is never used for classification
     if unused:
         raise EdgeskinError.about(source, f"config ({arch}) does not match weights: {len(unused)} unexpected weights (e.g. {unused[0]})")
@@ -195,7 +303,7 @@ def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows:
 # --- timm state dicts ----------------------------------------------------------------------------
 
 
-def _import_timm(path: Path, state: dict, arch: str | None) -> LoadedModel:
+def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContract) -> LoadedModel:
     if any(k.startswith("vit.blocks.") for k in state):  # our own key names without metadata
         state = {k[4:] if k.startswith("vit.") else k: v for k, v in state.items()}
     if "cls_token" not in state or "blocks.0.attn.qkv.weight" not in state:
@@ -203,9 +311,15 @@ def _import_timm(path: Path, state: dict, arch: str | None) -> LoadedModel:
     embed_dim = state["cls_token"].shape[-1]
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
     outputs = state["head.weight"].shape[0] if "head.weight" in state else 0
-    if outputs not in (8, 9):
-        raise EdgeskinError.about(path, f"head has {outputs} outputs; expected 8 ISIC classes (or 9 with UNK)")
-    rows, class_names = _class_rows(list(ISIC2019_OUTPUTS[:outputs]))
+    if outputs < 2:
+        raise EdgeskinError.about(path, f"no classification head (head.weight with at least 2 outputs; found {outputs})")
+    missing = stated.missing(needs_classes=True, needs_normalization=True)
+    if missing:
+        raise EdgeskinError.about(path, f"a timm state dict carries no class names or normalization: pass {', '.join(missing)} "
+                                  f"(head has {outputs} outputs)")
+    if len(stated.class_names) != outputs:
+        raise EdgeskinError.about(path, f"--classes names {len(stated.class_names)} classes but the head has {outputs} outputs")
+    rows, class_names = _class_rows(list(stated.class_names))
     base = config_for(arch) if arch else None
     patch = state["patch_embed.proj.weight"].shape[-1]
     grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
@@ -221,11 +335,14 @@ def _import_timm(path: Path, state: dict, arch: str | None) -> LoadedModel:
         img_size=grid * patch,
         exits=exits,
         class_names=class_names,
+        mean=stated.mean,
+        std=stated.std,
     )
+    config = stated.preprocessing_only().apply(config, path)  # classes and normalization are set above
     ours = {}
     for key, value in state.items():
         if key.startswith("head.") or (key.startswith("exits.") and ".fc." in key):
             value = value[rows]
         ours[key if key.startswith("exits.") else f"vit.{key}"] = value
     model = model_from_state(config, ours, path)
-    return LoadedModel(model, path, sha256_of(path), "timm", {"imported_from": "timm"})
+    return LoadedModel(model, path, sha256_of([path]), "timm", {"imported_from": "timm"})

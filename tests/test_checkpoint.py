@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from edgeskin.checkpoint import load_checkpoint, save_checkpoint
+from edgeskin.contract import StatedContract
+from edgeskin.models import ISIC_CLASSES
 from edgeskin.runtime import EdgeskinError
 from tests.conftest import perturbed_model
 
@@ -75,17 +77,34 @@ def test_missing_unsupported_and_garbage_files(tmp_path):
         load_checkpoint(tmp_path / "junk.safetensors")
 
 
+ISIC_STATED = StatedContract(ISIC_CLASSES, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+ISIC_WITH_UNK = StatedContract((*ISIC_CLASSES, "UNK"), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
 def test_timm_state_dict_import(tmp_path, pixels):
     model = perturbed_model("skindistilvit-ti2")
     timm_state = {k[len("vit."):]: v for k, v in model.state_dict().items()}
     torch.save(timm_state, tmp_path / "timm.pth")
-    loaded = load_checkpoint(tmp_path / "timm.pth")
+    loaded = load_checkpoint(tmp_path / "timm.pth", stated=ISIC_STATED)
     assert loaded.source_format == "timm" and loaded.config.depth == 2 and loaded.config.num_heads == 3
     with torch.no_grad():
         assert torch.equal(loaded.model(pixels), model(pixels))
     wrapped = tmp_path / "wrapped.pt"
     torch.save({"state_dict": timm_state, "epoch": 3}, wrapped)
-    assert load_checkpoint(wrapped).config.embed_dim == 192
+    assert load_checkpoint(wrapped, stated=ISIC_STATED).config.embed_dim == 192
+
+
+def test_timm_state_dict_needs_classes_and_normalization_stated(tmp_path):
+    """Never a silent ISIC default: a state dict names no classes and no normalization."""
+    model = perturbed_model("skindistilvit-ti2")
+    torch.save({k[len("vit."):]: v for k, v in model.state_dict().items()}, tmp_path / "timm.pth")
+    with pytest.raises(EdgeskinError, match=r"timm\.pth: .*pass --classes \(or --classes-file\), --mean, --std \(head has 8 outputs\)"):
+        load_checkpoint(tmp_path / "timm.pth")
+    with pytest.raises(EdgeskinError, match=r"--classes names 3 classes but the head has 8 outputs"):
+        load_checkpoint(tmp_path / "timm.pth", stated=StatedContract(("a", "b", "c"), (0.5,) * 3, (0.5,) * 3))
+    mine = StatedContract(tuple("abcdefgh"), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), crop_border=True)
+    config = load_checkpoint(tmp_path / "timm.pth", stated=mine).config
+    assert config.class_names == tuple("abcdefgh") and config.mean == (0.485, 0.456, 0.406) and config.preprocess.crop_border
 
 
 def test_timm_state_dict_with_unk_output_drops_it(tmp_path, pixels):
@@ -94,7 +113,7 @@ def test_timm_state_dict_with_unk_output_drops_it(tmp_path, pixels):
     state["head.weight"] = torch.cat([state["head.weight"], torch.randn(1, 192)])
     state["head.bias"] = torch.cat([state["head.bias"], torch.tensor([50.0])])  # a huge UNK logit
     torch.save(state, tmp_path / "unk.pt")
-    loaded = load_checkpoint(tmp_path / "unk.pt")
+    loaded = load_checkpoint(tmp_path / "unk.pt", stated=ISIC_WITH_UNK)
     assert loaded.config.num_classes == 8
     with torch.no_grad():
         assert torch.equal(loaded.model(pixels), model(pixels))

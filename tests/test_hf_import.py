@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeskin.checkpoint import load_checkpoint
+from edgeskin.contract import StatedContract
 from edgeskin.models import ISIC_CLASSES
 from edgeskin.runtime import EdgeskinError
 
@@ -97,6 +98,7 @@ def write_hf(folder, prefix, multi_exit, fmt):
 
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(hf_config()))
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
     state = hf_state(prefix, multi_exit)
     if fmt == "safetensors":
         save_file(state, str(folder / "model.safetensors"))
@@ -147,3 +149,111 @@ def test_hf_config_that_does_not_match_weights(tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(EdgeskinError, match=r"hf/model\.safetensors: config \(vit-64x2\) does not match weights: 16 unexpected weights"):
         load_checkpoint(folder)
+
+
+# --- checkpoints written by transformers itself (5.x: native key layout, shards) --------------------
+
+
+def _transformers_vit(num_labels: int, seed: int = 0):
+    """A small transformers ViTForImageClassification with seeded, perturbed weights (eval mode)."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    config = ViTConfig(hidden_size=D, num_hidden_layers=DEPTH, num_attention_heads=HEADS, intermediate_size=MLP,
+                       num_labels=num_labels, layer_norm_eps=1e-12)
+    model = ViTForImageClassification(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():  # random init has zero biases and unit norms: perturb them all
+            param.add_(torch.randn_like(param) * 0.05)
+    return model
+
+
+def _transformers_logits(model, pixels255, mean=0.5, std=0.5):
+    with torch.no_grad():
+        return model(pixel_values=(pixels255 / 255 - mean) / std).logits
+
+
+def test_transformers_5_native_layout_and_shards_match_transformers(tmp_path, sample_pixels):
+    model = _transformers_vit(num_labels=5)
+    model.config.id2label = {i: name for i, name in enumerate("abcde")}
+    model.save_pretrained(tmp_path / "hf", max_shard_size="100KB")  # several shards + model.safetensors.index.json
+    (tmp_path / "hf" / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
+    index = json.loads((tmp_path / "hf" / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 2  # really sharded (save_pretrained writes transformers 4 names)
+    loaded = load_checkpoint(tmp_path / "hf")
+    assert loaded.config.class_names == tuple("abcde")
+    pixels = torch.from_numpy(sample_pixels[:4]).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        ours = loaded.model(pixels)
+    theirs = _transformers_logits(model, pixels)
+    assert theirs.abs().max() > 0.5
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_native_transformers_5_key_names_in_one_file(tmp_path, sample_pixels):
+    from safetensors.torch import save_file
+
+    model = _transformers_vit(num_labels=3, seed=1)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    assert "vit.layers.0.attention.q_proj.weight" in state  # the layout the issue names
+    (tmp_path / "hf").mkdir()
+    save_file(state, str(tmp_path / "hf" / "model.safetensors"))
+    (tmp_path / "hf" / "config.json").write_text(model.config.to_json_string())
+    loaded = load_checkpoint(tmp_path / "hf", stated=StatedContract(("x", "y", "z"), (0.5,) * 3, (0.5,) * 3))
+    pixels = torch.from_numpy(sample_pixels[:2]).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(pixels), _transformers_logits(model, pixels), atol=1e-4, rtol=1e-4)
+
+
+def test_fcvit_probs_every_exit_uses_the_last_classifier(tmp_path, sample_pixels):
+    """The authors' FCViTForImageClassificationProbs: exit i = classifiers[-1](layer[i+1].layernorm_before(h_i)[:, 0]).
+    Reference: transformers' own ViT encoder for the hidden states, heads applied as the authors' code does."""
+    from safetensors.torch import save_file
+
+    base = _transformers_vit(num_labels=len(HF_LABELS), seed=2)
+    vit = base.vit
+    g = torch.Generator().manual_seed(3)
+    heads = [(torch.randn(len(HF_LABELS), D, generator=g) * 0.2, torch.randn(len(HF_LABELS), generator=g)) for _ in range(DEPTH)]
+    state = {k: v.contiguous() for k, v in base.state_dict().items() if not k.startswith("classifier.")}
+    for i, (w, b) in enumerate(heads):
+        state[f"classifiers.{i}.weight"], state[f"classifiers.{i}.bias"] = w, b
+    (tmp_path / "fc").mkdir()
+    save_file(state, str(tmp_path / "fc" / "model.safetensors"))
+    config = json.loads(base.config.to_json_string())
+    config.update(architectures=["FCViTForImageClassificationProbs"], id2label={str(i): n for i, n in enumerate(HF_LABELS)})
+    (tmp_path / "fc" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "fc" / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
+
+    loaded = load_checkpoint(tmp_path / "fc")
+    assert loaded.source_format == "hf-fcvit-probs" and loaded.config.exit_blocks == (1, 2, 3)
+    pixels = torch.from_numpy(sample_pixels[:3]).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        out = vit(pixel_values=(pixels / 255 - 0.5) / 0.5, output_hidden_states=True)
+        last_w, last_b = heads[-1]
+        reference = {DEPTH: F.linear(out.last_hidden_state[:, 0], last_w, last_b)}
+        for block in range(1, DEPTH):
+            normed = vit.layers[block].layernorm_before(out.hidden_states[block]) if hasattr(vit, "layers") else \
+                vit.encoder.layer[block].layernorm_before(out.hidden_states[block])
+            reference[block] = F.linear(normed[:, 0], last_w, last_b)
+        ours = loaded.model.forward_exits(pixels)
+    for block in (1, 2, 3):
+        torch.testing.assert_close(ours[block], canonical(reference[block]), atol=1e-4, rtol=1e-4)
+
+
+def test_unnamed_outputs_need_classes_and_only_weights_are_hashed(tmp_path):
+    folder = tmp_path / "hf"
+    write_hf(folder, "vit", False, "safetensors")
+    cfg = hf_config()
+    cfg["id2label"] = {str(i): f"LABEL_{i}" for i in range(9)}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(EdgeskinError, match=r"config\.json: id2label does not name the head's 9 outputs: pass --classes"):
+        load_checkpoint(folder)
+    stated = StatedContract(tuple(HF_LABELS))
+    digest = load_checkpoint(folder, stated=stated).source_sha256
+    (folder / "optimizer.pt").write_bytes(b"\0" * 1000)  # what an HF Trainer leaves beside the weights
+    (folder / "checkpoint-500").mkdir()
+    (folder / "checkpoint-500" / "model.safetensors").write_bytes(b"\1" * 1000)
+    assert load_checkpoint(folder, stated=stated).source_sha256 == digest
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.raises(EdgeskinError, match=r"hf: no preprocessor_config\.json with image_mean/image_std: pass --mean and --std"):
+        load_checkpoint(folder, stated=stated)

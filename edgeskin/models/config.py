@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.preprocess import PreprocessConfig
@@ -61,7 +61,7 @@ class ModelConfig:
         """The same family at another depth (a distillation student); keeps exits that still fit."""
         arch = _rename_depth(self.arch, depth)
         exits = tuple(k for k in self.exits if k < depth)
-        return _replace(self, arch=arch, depth=depth, exits=exits)
+        return replace(self, arch=arch, depth=depth, exits=exits)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -84,12 +84,6 @@ class ModelConfig:
             return cls(**values)
         except TypeError as exc:
             raise EdgeskinError(f"{source}: invalid model config ({exc})") from None
-
-
-def _replace(config: ModelConfig, **changes) -> ModelConfig:
-    data = {f.name: getattr(config, f.name) for f in fields(config)}
-    data.update(changes)
-    return ModelConfig(**data)
 
 
 def _rename_depth(arch: str, depth: int) -> str:
