@@ -25,7 +25,7 @@ import torch
 from edgeskin.converters.quiet import log_tail, quiet_output
 from edgeskin.models import SkinViT, deployable
 from edgeskin.runtime.errors import EdgeskinError
-from edgeskin.runtime.metadata import METADATA_NAME, ArtifactMetadata
+from edgeskin.runtime.metadata import METADATA_NAME, OUTPUT_ROLES, ArtifactMetadata
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -68,9 +68,9 @@ def _frontends(wrapper, dummy):
 
 
 def _program(ct, source, precision: str):
-    """The captured model as an ML Program without classifier (logits, probabilities)."""
+    """The captured model as an ML Program without classifier (probabilities, logits: OUTPUT_ROLES)."""
     return ct.convert(source, inputs=[_image_input(ct)],
-                      outputs=[ct.TensorType(name="logits", dtype=np.float32), ct.TensorType(name="probabilities", dtype=np.float32)],
+                      outputs=[ct.TensorType(name=name, dtype=np.float32) for name in OUTPUT_ROLES],
                       convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                       compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
 

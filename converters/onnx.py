@@ -1,4 +1,4 @@
-"""PyTorch -> ONNX: the deployable wrapper (uint8-range pixels in, logits + probabilities out).
+"""PyTorch -> ONNX: the deployable wrapper (uint8-range pixels in, probabilities + logits out).
 
 Opset 17, static batch 1, NCHW float input in 0..255 with the normalization inside the graph.
 torch 2.13 defaults to the dynamo exporter, which needs onnxscript and targets opset 18+; the
@@ -17,11 +17,10 @@ import torch
 
 from edgeskin.models import SkinViT, deployable
 from edgeskin.runtime.errors import EdgeskinError
-from edgeskin.runtime.metadata import METADATA_NAME, ArtifactMetadata
+from edgeskin.runtime.metadata import METADATA_NAME, OUTPUT_ROLES, ArtifactMetadata
 
 OPSET = 17
 INPUT_NAME = "pixels"
-OUTPUT_NAMES = ("logits", "probabilities")
 
 
 def export_onnx_bytes(model: SkinViT, exit: int | None, example: np.ndarray) -> bytes:
@@ -32,7 +31,7 @@ def export_onnx_bytes(model: SkinViT, exit: int | None, example: np.ndarray) -> 
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice is expected here
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, (dummy,), buffer, opset_version=OPSET, input_names=[INPUT_NAME],
-                          output_names=list(OUTPUT_NAMES), dynamo=False, do_constant_folding=True)
+                          output_names=list(OUTPUT_ROLES), dynamo=False, do_constant_folding=True)
     return buffer.getvalue()
 
 

@@ -24,7 +24,7 @@ from edgeskin.converters.artifacts import (
 )
 from edgeskin.converters.calibration import DEFAULT_COUNT, CalibrationSet, calibration_set
 from edgeskin.converters.coreml import MINIMUM_DEPLOYMENT_TARGET
-from edgeskin.converters.onnx import OUTPUT_NAMES, export_onnx_bytes, with_metadata
+from edgeskin.converters.onnx import export_onnx_bytes, with_metadata
 from edgeskin.converters.recipes import Recipe
 from edgeskin.data import load_images, open_dataset
 from edgeskin.environment import library_versions
@@ -32,7 +32,7 @@ from edgeskin.evaluate import predict_logits
 from edgeskin.image_sources import ImageSource, describe, resolve_images
 from edgeskin.parity import ParityResult, compare
 from edgeskin.runtime.errors import EdgeskinError
-from edgeskin.runtime.metadata import ArtifactMetadata, InputContract
+from edgeskin.runtime.metadata import OUTPUT_ROLES, ArtifactMetadata, InputContract
 from edgeskin.runtime.predictor import dequantize, model_input
 from edgeskin.runtime.predictor import load as load_artifact
 
@@ -104,7 +104,13 @@ def resolve_sources(request: ConvertRequest) -> ImageSources:
 
 def _verdict_images(request: ConvertRequest, source: ImageSource, exit: int, report) -> _Verdict:
     config = request.loaded.config
-    dataset = open_dataset(source, request.verdict_split, config.class_names)
+    try:
+        dataset = open_dataset(source, request.verdict_split, config.class_names)
+    except EdgeskinError as exc:
+        if "unknown label" not in str(exc):
+            raise
+        raise EdgeskinError(f"{exc}: the verdict images must be labelled with this model's classes "
+                            f"({', '.join(config.class_names)}); pass --data with such images") from None
     note = "--data not given; --calib is used for calibration only" if request.calib_data is not None and request.verdict_data is None else ""
     report(describe("verdict", len(dataset), dataset.name, note))
     pixels = load_images(dataset, config.preprocess, progress=False)
@@ -126,19 +132,23 @@ def _metadata(request: ConvertRequest, target: str, exit: int, recipe: Recipe, c
     config = request.loaded.config
     return ArtifactMetadata(model=config.arch, exit=exit, recipe=recipe.name, target=target,
                             class_names=config.class_names, input=contract, preprocess=config.preprocess.to_dict(),
+                            normalization={"mean": list(config.mean), "std": list(config.std), "applied": "inside the graph"},
                             outputs=tuple(outputs), source_checkpoint_sha256=request.loaded.source_sha256, converter=versions)
 
 
-def _output_order(backend, reference_logits: np.ndarray, probe: np.ndarray) -> list[str]:
-    """Which runtime output is logits and which probabilities (converters may reorder them)."""
+def _identify_outputs(backend, reference_logits: np.ndarray, probe: np.ndarray) -> list[str]:
+    """The role of each output as a converter wrote it, told apart by value on a real image (onnx2tf
+    keeps or drops names and order depending on the recipe). Only used to put the file in the
+    declared order (OUTPUT_ROLES); the shipped artifact declares its outputs itself."""
     raw = backend.run(probe)
+    shifted = np.exp(reference_logits - reference_logits.max())
+    expected = {"logits": reference_logits, "probabilities": shifted / shifted.sum()}
     names = []
     for spec, value in zip(backend.outputs, raw, strict=True):
         value = dequantize(value, spec)
-        shifted = np.exp(reference_logits - reference_logits.max())
-        distance = {"logits": np.abs(value - reference_logits).mean(), "probabilities": np.abs(value - shifted / shifted.sum()).mean()}
+        distance = {role: np.abs(value - target).mean() for role, target in expected.items()}
         names.append(min(distance, key=distance.get))
-    if sorted(names) != sorted(OUTPUT_NAMES):
+    if sorted(names) != sorted(OUTPUT_ROLES):
         raise EdgeskinError(f"cannot tell the converted model's outputs apart (matched {names})")
     return names
 
@@ -156,8 +166,14 @@ def _finish(request, exit, recipe, probe_path: Path, target: str, layout: str, s
     suffix = TARGET_SUFFIX[target]
     backend = load_backend(probe_path)
     contract = _input_contract(backend.inputs[0], layout)
-    outputs = _output_order(backend, verdict.reference[0], model_input(verdict.pixels[0], layout, backend.inputs[0]))
-    meta = _metadata(request, target, exit, recipe, contract, outputs, versions)
+    found = _identify_outputs(backend, verdict.reference[0], model_input(verdict.pixels[0], layout, backend.inputs[0]))
+    if target == "tflite":
+        from edgeskin.converters.tflite import declare_outputs
+
+        probe_path.write_bytes(declare_outputs(probe_path.read_bytes(), found))
+    elif tuple(found) != OUTPUT_ROLES:  # ONNX and Core ML declare them when exported
+        raise EdgeskinError(f"{target} export wrote outputs {found}, not {', '.join(OUTPUT_ROLES)}")
+    meta = _metadata(request, target, exit, recipe, contract, OUTPUT_ROLES, versions)
     name = artifact_name(request.loaded.config.arch, exit, recipe.name, suffix)
     path = staging / name
     embed(probe_path, meta, path)

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeskin.converters.quiet import log_tail, quiet_output
 from edgeskin.runtime.errors import EdgeskinError
-from edgeskin.runtime.metadata import METADATA_NAME, ArtifactMetadata
+from edgeskin.runtime.metadata import METADATA_NAME, OUTPUT_ROLES, ArtifactMetadata
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
 
@@ -119,6 +119,27 @@ def op_types(tflite: bytes) -> set[str]:
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
     return {flatbuffer_utils.opcode_to_name(model, i) for i in range(len(model.operatorCodes))}
+
+
+def declare_outputs(tflite: bytes, found: list[str]) -> bytes:
+    """Put the outputs in the contract's order (OUTPUT_ROLES) and name them so, in the graph's
+    output list, the tensors and every signature. `found`: the role of each output as converted
+    (onnx2tf keeps or drops the ONNX names and order depending on the recipe)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    if sorted(found) != sorted(OUTPUT_ROLES):
+        raise EdgeskinError(f"converted model's outputs are {found}, expected {', '.join(OUTPUT_ROLES)}")
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    graph = model.subgraphs[0]
+    role_of = {int(tensor): role for tensor, role in zip(graph.outputs, found, strict=True)}
+    graph.outputs = [next(t for t, r in role_of.items() if r == role) for role in OUTPUT_ROLES]
+    for tensor, role in role_of.items():
+        graph.tensors[tensor].name = role
+    for signature in model.signatureDefs or []:
+        signature.outputs = sorted(signature.outputs, key=lambda entry: OUTPUT_ROLES.index(role_of[entry.tensorIndex]))
+        for entry in signature.outputs:
+            entry.name = role_of[entry.tensorIndex]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def embed_metadata(tflite: bytes, metadata: ArtifactMetadata) -> bytes:

@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from edgeskin.cli_args import add_contract_args, stated_from_args
 from edgeskin.runtime.errors import EdgeskinError
 
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="balanced multi-class accuracy and more on one split")
     p.add_argument("--checkpoint", required=True)
+    add_contract_args(p)
     _add_data_args(p, split_default="test")
     p.add_argument("--exit", type=int, default=None, help="exit block (default: the final head)")
     p.add_argument("--all-exits", action="store_true", help="also print BMA of every exit head (multi-exit models)")
@@ -80,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_convert.add_parsers(sub)
     cli_parity.add_parsers(sub)
 
-    p = sub.add_parser("info", help="describe a checkpoint")
+    p = sub.add_parser("info", help="describe a checkpoint or an artifact: its model contract")
     p.add_argument("checkpoint")
+    add_contract_args(p)
     p.add_argument("--json", action="store_true")
     return parser
 
@@ -220,7 +223,7 @@ def cmd_eval(args) -> int:
 
     _threads(None)
     source = resolve_images(args.data)
-    loaded = load_checkpoint(args.checkpoint)
+    loaded = load_checkpoint(args.checkpoint, stated=stated_from_args(args))
     config = loaded.config
     dataset = open_dataset(source, args.split, config.class_names)
     images = load_images(dataset, config.preprocess)
@@ -246,10 +249,36 @@ def cmd_eval(args) -> int:
     return 0
 
 
+ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".mlpackage")
+
+
+def _artifact_info(path: Path, as_json: bool) -> int:
+    """The contract an artifact carries: classes, input, preprocessing, normalization, outputs."""
+    from dataclasses import asdict
+
+    from edgeskin.runtime.predictor import peek_metadata
+
+    meta = peek_metadata(path)
+    if as_json:
+        print(json.dumps({"artifact": str(path), **asdict(meta)}, indent=2))
+        return 0
+    norm = meta.normalization or {}
+    print(f"{path}  ({meta.target} {meta.recipe}, {meta.model} exit {meta.exit})")
+    print(f"classes    {', '.join(meta.class_names)}")
+    print(f"input      {meta.input.layout} {'x'.join(map(str, meta.input.shape))} {meta.input.dtype}, RGB 0..255; "
+          f"resize bilinear; crop_border={meta.preprocess.get('crop_border', False)}")
+    if norm:
+        print(f"normalize  mean {tuple(norm['mean'])}, std {tuple(norm['std'])} ({norm.get('applied', 'inside the graph')})")
+    print(f"outputs    {', '.join(f'{i}: {name}' for i, name in enumerate(meta.outputs))}")
+    return 0
+
+
 def cmd_info(args) -> int:
     from edgeskin.checkpoint import load_checkpoint
 
-    loaded = load_checkpoint(args.checkpoint)
+    if Path(args.checkpoint).suffix in ARTIFACT_SUFFIXES:
+        return _artifact_info(Path(args.checkpoint), args.json)
+    loaded = load_checkpoint(args.checkpoint, stated=stated_from_args(args))
     params = sum(p.numel() for p in loaded.model.parameters())
     info = {"checkpoint": str(loaded.source), "format": loaded.source_format, "sha256": loaded.source_sha256,
             "parameters": params, "config": loaded.config.to_dict(), "provenance": loaded.provenance}

@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from edgeskin.cli_args import add_contract_args, stated_from_args
 from edgeskin.runtime.errors import EdgeskinError
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "demo" / "skindistilvit-ti6-demo.safetensors"
@@ -26,6 +27,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--calib", type=Path, default=None, help="calibration images for int8 (default: the --data folder when given, else as for --data)")
     p.add_argument("--calib-split", default="train", help="calibration split, disjoint from the verdict split (default: train)")
     p.add_argument("--calib-count", type=int, default=200, help="calibration images, class-stratified (default 200)")
+    add_contract_args(p)
 
     p = sub.add_parser("predict", help="classify images with an artifact (torch-free runtime)")
     p.add_argument("artifact", type=Path)
@@ -49,42 +51,35 @@ def _abandon_on_signal() -> None:
 
 
 def cmd_convert(args) -> int:
+    """Parsing and printing around edgeskin.convert (the Python API does the work)."""
+    from edgeskin import api
     from edgeskin.checkpoint import load_checkpoint
-    from edgeskin.converters.artifacts import check_output_folder
-    from edgeskin.converters.pipeline import ConvertRequest, convert, resolve_sources
-    from edgeskin.converters.recipes import recipes_for
 
-    recipes = recipes_for(args.target, args.recipes)
-    loaded = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT)
-    out = args.out or Path("dist") / loaded.config.arch
-    request = ConvertRequest(loaded=loaded, recipes=recipes, out=out, exit=args.exit, force=args.force,
-                             verdict_data=args.data, verdict_split=args.split, calib_data=args.calib,
-                             calib_split=args.calib_split, calib_count=args.calib_count)
-    resolve_sources(request)  # a missing --data / --calib folder is named before anything else
-    check_output_folder(out, args.force)  # before any work: an existing result is never touched without --force
-
+    loaded = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, stated=stated_from_args(args))
     _abandon_on_signal()
 
     def report(message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
 
-    _, manifest, results = convert(request, report)
-    print_table(results, manifest)
-    failed = [r for r in results if not r.parity.passed]
-    for r in failed:
-        print(f"FAILED {r.recipe.name} ({r.target}): {'; '.join(r.parity.failures)}", file=sys.stderr)
+    conversion = api.convert(loaded, target=args.target, recipes=args.recipes, out=args.out, data=args.data, split=args.split,
+                             calib=args.calib, calib_split=args.calib_split, calib_count=args.calib_count, exit=args.exit,
+                             force=args.force, report=report)
+    print_table(conversion)
+    failed = [a for a in conversion.artifacts if a.verdict != "pass"]
+    for a in failed:
+        print(f"FAILED {a.recipe} ({a.target}): {'; '.join(a.parity.failures)}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def print_table(results, manifest) -> None:
-    verdict = manifest["verdict_images"]
+def print_table(conversion) -> None:
+    verdict = conversion.manifest["verdict_images"]
     print(f"parity vs PyTorch, verdict: {verdict['count']} images of {verdict['source']}:")
     header = f"{'target':<7} {'recipe':<11} {'size':>9} {'max|dlogit|':>12} {'cosine':>9} {'top-1 agree':>12} {'BMA ref/art':>14}  verdict"
     print(header)
     print("-" * len(header))
-    for r in results:
-        p = r.parity
-        print(f"{r.target:<7} {r.recipe.name:<11} {r.bytes / 1e6:>7.2f}MB {p.max_abs_logit_diff:>12.3g} {p.cosine_mean:>9.5f} "
+    for a in conversion.artifacts:
+        p = a.parity
+        print(f"{a.target:<7} {a.recipe:<11} {a.bytes / 1e6:>7.2f}MB {p.max_abs_logit_diff:>12.3g} {p.cosine_mean:>9.5f} "
               f"{p.agreement:>11.1%} {p.reference_bma:>6.3f}/{p.artifact_bma:<6.3f}  {'pass' if p.passed else 'FAIL'}")
 
 

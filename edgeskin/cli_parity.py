@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgeskin.cli_args import add_contract_args, stated_from_args
 from edgeskin.runtime.errors import EdgeskinError
 
 
@@ -21,6 +22,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-bench", action="store_true", help="skip the latency measurement")
     p.add_argument("--runs", type=int, default=30, help="timed runs per backend (default 30)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
+    add_contract_args(p)
 
     p = sub.add_parser("bench", help="load time, latency percentiles, throughput and peak memory, vs PyTorch")
     p.add_argument("artifacts", nargs="+", type=Path, help=".tflite/.onnx/.mlpackage artifacts, manifest.json files, or folders written by convert")
@@ -31,6 +33,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", type=Path, default=None, help="where the images come from (default: as for parity)")
     p.add_argument("--split", default="test")
     p.add_argument("--json", type=Path, default=None, help="also write every number here")
+    add_contract_args(p)
 
 
 def _reference(args, artifacts: list[tuple[Path, Path | None]], required: bool) -> Path | None:
@@ -70,7 +73,7 @@ def cmd_parity(args) -> int:
     reference = _reference(args, artifacts, required=True)
     request = ParityRequest(artifacts=args.artifacts, reference=reference, data=args.data, split=args.split,
                             explain=args.explain, explain_images=args.explain_images, bench=not args.no_bench,
-                            bench_runs=args.runs, threads=args.threads)
+                            bench_runs=args.runs, threads=args.threads, stated=stated_from_args(args))
     first = artifacts[0]
     out = args.out or (first[1].parent if first[1] else first[0].parent) / f"parity-{args.split}"
     check_report_folder(out)  # before minutes of work, not after
@@ -107,7 +110,7 @@ def cmd_bench(args) -> int:
     reference = _reference(args, artifacts, required=False)
     first = artifacts[0][0]
     meta = read_artifact_metadata(first) if first.suffix in (".tflite", ".mlpackage") else None
-    config = load_checkpoint(reference).config.preprocess if reference else PreprocessConfig.from_dict(meta.preprocess if meta else {})
+    config = load_checkpoint(reference, stated=stated_from_args(args)).config.preprocess if reference else PreprocessConfig.from_dict(meta.preprocess if meta else {})
     dataset = open_dataset(resolve_images(args.data), args.split)
     pixels = load_images(dataset, config, progress=False)[: args.images]
     print(describe("bench", len(pixels), dataset.name, "cycled"), file=sys.stderr)

@@ -303,7 +303,8 @@ def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows:
 # --- timm state dicts ----------------------------------------------------------------------------
 
 
-def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContract) -> LoadedModel:
+def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContract, num_heads: int | None = None,
+                 digest: str | None = None) -> LoadedModel:
     if any(k.startswith("vit.blocks.") for k in state):  # our own key names without metadata
         state = {k[4:] if k.startswith("vit.") else k: v for k, v in state.items()}
     if "cls_token" not in state or "blocks.0.attn.qkv.weight" not in state:
@@ -323,7 +324,7 @@ def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContra
     base = config_for(arch) if arch else None
     patch = state["patch_embed.proj.weight"].shape[-1]
     grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
-    num_heads = base.num_heads if base else max(1, embed_dim // 64)
+    num_heads = num_heads or (base.num_heads if base else max(1, embed_dim // 64))
     exits = tuple(sorted(int(k.split(".")[1]) for k in state if k.startswith("exits.") and k.endswith(".fc.weight")))
     config = ModelConfig(
         arch=arch or _arch_name(embed_dim, depth, num_heads, bool(exits)),
@@ -345,4 +346,34 @@ def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContra
             value = value[rows]
         ours[key if key.startswith("exits.") else f"vit.{key}"] = value
     model = model_from_state(config, ours, path)
-    return LoadedModel(model, path, sha256_of([path]), "timm", {"imported_from": "timm"})
+    return LoadedModel(model, path, digest or sha256_of([path]), "timm", {"imported_from": "timm"})
+
+
+def import_module(module: torch.nn.Module, stated: StatedContract) -> LoadedModel:
+    """An in-memory model: a SkinViT (its own contract, stated facts override) or a timm
+    VisionTransformer with a CLS-token head (classes and normalization must be stated)."""
+    from edgeskin.models import SkinViT
+
+    source = Path(f"<in-memory {type(module).__name__}>")
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    digest = _state_digest(state)
+    if isinstance(module, SkinViT):
+        config = stated.apply(module.config, source)
+        return LoadedModel(model_from_state(config, state, source), source, digest, "module", {"imported_from": "module"})
+    timm_vit = all(hasattr(module, a) for a in ("cls_token", "blocks", "patch_embed", "head"))
+    if not timm_vit or getattr(module, "global_pool", "token") != "token" or getattr(module, "cls_token", None) is None:
+        raise EdgeskinError(f"{type(module).__name__}: edgeskin converts a SkinViT, a timm VisionTransformer with a CLS-token "
+                            "head, or a checkpoint path; for other models save a timm or Hugging Face ViT checkpoint")
+    heads = getattr(module.blocks[0].attn, "num_heads", None)
+    return _import_timm(source, state, None, stated, num_heads=heads, digest=digest)
+
+
+def _state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over names and raw bytes, in name order: the in-memory model's identity in manifests."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeskin.benchmark import LatencyResult, benchmark
 from edgeskin.checkpoint import LoadedModel, load_checkpoint
+from edgeskin.contract import StatedContract
 from edgeskin.converters.artifacts import MANIFEST, artifact_bytes
 from edgeskin.converters.recipes import RECIPES
 from edgeskin.data import load_images, open_dataset
@@ -36,7 +37,7 @@ ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".mlpackage")
 @dataclass
 class ParityRequest:
     artifacts: list[Path]  # artifact files, manifest.json files, or folders holding a manifest.json
-    reference: Path
+    reference: Path | LoadedModel  # a checkpoint, or a model already loaded (the Python API's in-memory models)
     data: Path | None = None  # None: the rule of edgeskin.image_sources
     split: str = "test"
     explain: bool = False  # divergence analysis for passing artifacts too
@@ -46,6 +47,7 @@ class ParityRequest:
     bench_images: int = 8
     threads: int | None = None
     update_manifest: bool = True
+    stated: StatedContract | None = None  # --classes/--mean/--std/--crop-border for a foreign reference
 
 
 @dataclass
@@ -151,9 +153,12 @@ def _artifact_logits(check: ArtifactCheck, pixels: np.ndarray) -> np.ndarray:
 def run_parity(request: ParityRequest, report=print) -> ParityRun:
     from edgeskin.environment import fingerprint
 
-    if not Path(request.reference).exists():
+    if isinstance(request.reference, LoadedModel):
+        reference = request.reference
+    elif not Path(request.reference).exists():
         raise EdgeskinError.about(request.reference, "no such reference checkpoint")
-    reference = load_checkpoint(request.reference)
+    else:
+        reference = load_checkpoint(request.reference, stated=request.stated)
     artifacts = expand_artifacts(request.artifacts)
     for path, _ in artifacts:  # every input is checked before any runtime is started
         _check_against_reference(path, peek_metadata(path), reference, report)

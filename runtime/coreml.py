@@ -4,7 +4,7 @@
 converted program itself, op by op, from the package's protobuf and weight file (never the
 source model), rounding to float16 wherever the program is float16 and decompressing int8 and
 palettized weights as Core ML does. An op it does not know is an error, never a guess.
-Both backends return the same outputs: logits, then class probabilities in class order.
+Both backends return the same outputs: class probabilities, then logits, in class order (OUTPUT_ROLES).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from .backends import TensorSpec
 from .errors import EdgeskinError
+from .metadata import OUTPUT_ROLES
 from .milops import OPS
 from .mlpackage import CoreMLPackage, MilOp, Ref, read_package
 
@@ -97,6 +98,13 @@ def _output_roles(package: CoreMLPackage) -> tuple[str, str, list[str]]:
     return arrays[0], package.predicted_probabilities, [str(c) for c in classes]
 
 
+def _in_role_order(result: dict, probabilities_name: str, logits_name: str, classes: list[str]) -> list[np.ndarray]:
+    """A package's named features -> [probabilities, logits] (OUTPUT_ROLES), each in class order."""
+    probabilities = result[probabilities_name]
+    return [np.array([[probabilities[c] for c in classes]], np.float32),
+            np.asarray(result[logits_name], np.float32).reshape(1, -1)]
+
+
 class CoreMLCheckerBackend:
     """The torch-free Core ML backend for Linux (and any OS): latency here says nothing about a phone."""
 
@@ -111,13 +119,11 @@ class CoreMLCheckerBackend:
         (self.input_name, info), = self.package.program.inputs.items()
         self.inputs = [TensorSpec(self.input_name, info.shape or (1, 3, 224, 224), "float32")]
         n = len(self.classes)
-        self.outputs = [TensorSpec("logits", (1, n), "float32"), TensorSpec("probabilities", (1, n), "float32")]
+        self.outputs = [TensorSpec(name, (1, n), "float32") for name in OUTPUT_ROLES]
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
         result = self.executor.run({self.input_name: array})
-        probabilities = result[self.probabilities_name]
-        return [np.asarray(result[self.logits_name], np.float32).reshape(1, -1),
-                np.array([[probabilities[c] for c in self.classes]], np.float32)]
+        return _in_role_order(result, self.probabilities_name, self.logits_name, self.classes)
 
 
 class CoreMLBackend:
@@ -139,16 +145,14 @@ class CoreMLBackend:
         self.input_name = self.package.inputs[0].name
         n = len(self.classes)
         self.inputs = [TensorSpec(self.input_name, (1, 3, 224, 224), "float32")]
-        self.outputs = [TensorSpec("logits", (1, n), "float32"), TensorSpec("probabilities", (1, n), "float32")]
+        self.outputs = [TensorSpec(name, (1, n), "float32") for name in OUTPUT_ROLES]
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
         from PIL import Image
 
         pixels = np.clip(np.round(array[0].transpose(1, 2, 0)), 0, 255).astype(np.uint8)
         result = self.model.predict({self.input_name: Image.fromarray(pixels, "RGB")})
-        probabilities = result[self.probabilities_name]
-        return [np.asarray(result[self.logits_name], np.float32).reshape(1, -1),
-                np.array([[probabilities[c] for c in self.classes]], np.float32)]
+        return _in_role_order(result, self.probabilities_name, self.logits_name, self.classes)
 
 
 def coreml_backend(path: Path, threads: int | None = None, prefer_checker: bool = False):

@@ -15,6 +15,10 @@ from pathlib import Path
 from .errors import EdgeskinError
 
 METADATA_NAME = "edgeskin"
+# The output contract of every artifact, whatever the format and recipe: output 0 holds the class
+# probabilities, output 1 the logits, each in the order of the metadata's class_names. (Core ML
+# packages, addressed by feature name, also carry `label` and the classifier's `label_probs`.)
+OUTPUT_ROLES: tuple[str, ...] = ("probabilities", "logits")
 TFLITE_IDENTIFIER = b"TFL3"
 # Field indices in tflite's schema.fbs (vtable slot = 4 + 2 * index)
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6
@@ -43,7 +47,10 @@ class ArtifactMetadata:
     class_names: tuple[str, ...]
     input: InputContract = field(default_factory=InputContract)
     preprocess: dict = field(default_factory=dict)
-    outputs: tuple[str, ...] = ("probabilities",)
+    outputs: tuple[str, ...] = OUTPUT_ROLES
+    # the model's normalization, for the record and for apps that must know it: it is applied inside
+    # the graph, so callers feed 0..255 RGB pixels
+    normalization: dict = field(default_factory=dict)
     source_checkpoint_sha256: str = ""
     converter: dict = field(default_factory=dict)  # tool -> version
     extra: dict = field(default_factory=dict)

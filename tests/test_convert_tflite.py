@@ -231,3 +231,49 @@ def test_interrupted_conversion_leaves_nothing_behind(tmp_path, bundled_dir):
     assert proc.returncode == 130, proc.stderr.read()
     assert not out.exists()
     assert not list(tmp_path.glob(".dist.*")), list(tmp_path.iterdir())
+
+
+def _output_names(path) -> list[str]:
+    """Output names in index order, as each format's own tooling lists them (not edgeskin's runtime)."""
+    if path.suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        by_index = [d["name"] for d in interpreter.get_output_details()]
+        (signature,) = interpreter.get_signature_list().values()
+        assert list(signature["outputs"]) == by_index, (path.name, signature)  # the signature says the same
+        return by_index
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        return [o.name for o in onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()]
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(path))
+    return [o.name for o in spec.description.output if o.type.WhichOneof("Type") == "multiArrayType"]
+
+
+def test_every_format_and_recipe_has_the_same_outputs_in_the_same_order(converted, sample_images):
+    """Output 0 = probabilities, output 1 = logits, for every file the demo conversion wrote."""
+    from edgeskin.runtime import load
+    from edgeskin.runtime.metadata import OUTPUT_ROLES
+    from edgeskin.runtime.predictor import dequantize, model_input
+    from edgeskin.runtime.preprocess import preprocess
+
+    out, manifest, _, _ = converted
+    pixels = preprocess(sample_images[0])
+    seen = {}
+    for art in manifest["artifacts"]:
+        path = out / art["file"]
+        names = _output_names(path)
+        # Core ML addresses features by name; its classifier adds `label` and `label_probs` beside them
+        expected = ["logits"] if art["target"] == "coreml" else list(OUTPUT_ROLES)
+        assert names == expected, (art["file"], names)
+        assert art["outputs"] == list(OUTPUT_ROLES)
+        predictor = load(path)
+        assert predictor.metadata.outputs == OUTPUT_ROLES
+        raw = predictor.backend.run(model_input(pixels, predictor.metadata.input.layout, predictor.input))
+        first = dequantize(raw[0], predictor.backend.outputs[0])
+        assert abs(float(first.sum()) - 1) < 0.02 and first.min() >= 0  # index 0 really holds probabilities
+        seen[(art["target"], art["recipe"])] = names
+    assert {("tflite", r) for r in ("fp32", "fp16", "dynamic", "int8-mixed", "int8")} <= set(seen)

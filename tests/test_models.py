@@ -47,7 +47,7 @@ def test_deployable_normalizes_inside_and_outputs_probabilities():
     # independent: normalize by hand with mean = std = 0.5 and call timm's ViT directly
     manual = torch.softmax(model.vit((pixels / 255 - 0.5) / 0.5), -1)
     torch.testing.assert_close(probs, manual, atol=1e-5, rtol=1e-4)
-    logits, probs2 = deployable(model, with_logits=True)(pixels)
+    probs2, logits = deployable(model, with_logits=True)(pixels)  # OUTPUT_ROLES: probabilities, then logits
     torch.testing.assert_close(torch.softmax(logits, -1), probs2)
 
 

@@ -127,7 +127,7 @@ class Deployable(nn.Module):
     def forward(self, pixels: torch.Tensor):
         logits = self.model(pixels, exit=self.exit)
         probabilities = torch.softmax(logits, dim=-1)
-        return (logits, probabilities) if self.with_logits else probabilities
+        return (probabilities, logits) if self.with_logits else probabilities  # runtime.metadata.OUTPUT_ROLES
 
 
 def deployable(model: SkinViT, exit: int | None = None, with_logits: bool = False) -> Deployable:

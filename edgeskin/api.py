@@ -1,0 +1,148 @@
+"""The public Python API: `edgeskin.convert`, `edgeskin.verify`, `edgeskin.load`.
+
+The `edgeskin` commands are a thin layer over the same functions, so a script gets exactly what
+the CLI does: the model contract (classes, normalization, border crop) read or stated, verified
+artifacts with a manifest, the parity suite. Errors are `edgeskin.EdgeskinError`, one line each.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One converted file and its immediate verdict against the PyTorch reference."""
+
+    path: Path
+    target: str  # "tflite", "onnx", "coreml"
+    recipe: str
+    verdict: str  # "pass" or "fail" (failed files are in OUT/failed/)
+    bytes: int
+    sha256: str
+    parity: object  # edgeskin.parity.ParityResult: agreement, cosine_mean, max_abs_logit_diff, BMAs, flips
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What `convert` wrote: the output folder, its manifest and every artifact."""
+
+    out: Path
+    manifest: dict
+    artifacts: tuple[Artifact, ...]
+    model: object  # edgeskin.checkpoint.LoadedModel: the reference `verify` compares against
+
+    @property
+    def passed(self) -> bool:
+        return all(a.verdict == "pass" for a in self.artifacts)
+
+
+def _stated(classes, mean, std, crop_border):
+    from edgeskin.contract import StatedContract, parse_triplet
+
+    def triplet(value, flag):
+        if value is None or isinstance(value, str):
+            return parse_triplet(value, flag) if value is not None else None
+        return parse_triplet(",".join(str(v) for v in value), flag)
+
+    names = None if classes is None else tuple(str(c) for c in classes)
+    if names is not None:
+        from edgeskin.contract import parse_classes
+
+        names = parse_classes(",".join(names))
+    return StatedContract(names, triplet(mean, "--mean"), triplet(std, "--std"), crop_border)
+
+
+def load_model(model, *, classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None):
+    """A checkpoint path (native .safetensors, Hugging Face folder, timm state dict) or an in-memory
+    module (SkinViT, or a timm VisionTransformer with a CLS-token head) -> LoadedModel. Facts the
+    model does not carry (class names, normalization) must be given; given facts override."""
+    stated = _stated(classes, mean, std, crop_border)
+    if isinstance(model, (str, os.PathLike)):
+        from edgeskin.checkpoint import load_checkpoint
+
+        return load_checkpoint(model, stated=stated)
+    from edgeskin.checkpoint import LoadedModel
+
+    if isinstance(model, LoadedModel):
+        return model
+    from edgeskin.hf_import import import_module
+
+    return import_module(model, stated)
+
+
+def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | None = None, out: str | os.PathLike | None = None,
+            classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None,
+            data: str | os.PathLike | None = None, split: str = "val", calib: str | os.PathLike | None = None,
+            calib_split: str = "train", calib_count: int = 200, exit: int | None = None, force: bool = False,
+            report: Report | None = None) -> Conversion:
+    """Convert `model` (see load_model) to verified artifacts in `out` (default dist/<model>).
+
+    Every artifact is checked against the PyTorch model on real images (`data`, split `split`;
+    default: the rule of edgeskin.image_sources, printed through `report`); int8 recipes calibrate
+    on `calib` (default: `data`). Outputs of every artifact: index 0 probabilities, 1 logits.
+    """
+    from edgeskin.converters.artifacts import check_output_folder
+    from edgeskin.converters.pipeline import ConvertRequest, resolve_sources
+    from edgeskin.converters.pipeline import convert as run_conversion
+    from edgeskin.converters.recipes import recipes_for
+
+    chosen = recipes_for(target, ",".join(recipes) if isinstance(recipes, (list, tuple)) else recipes)
+    loaded = load_model(model, classes=classes, mean=mean, std=std, crop_border=crop_border)
+    out = Path(out) if out is not None else Path("dist") / loaded.config.arch
+    request = ConvertRequest(loaded=loaded, recipes=chosen, out=out, exit=exit, force=force, verdict_data=data,
+                             verdict_split=split, calib_data=calib, calib_split=calib_split, calib_count=calib_count)
+    resolve_sources(request)
+    check_output_folder(out, force)
+    folder, manifest, results = run_conversion(request, report or (lambda message: None))
+    artifacts = tuple(Artifact(folder / r.file, r.target, r.recipe.name, "pass" if r.parity.passed else "fail", r.bytes,
+                               r.sha256, r.parity) for r in results)
+    return Conversion(folder, manifest, artifacts, loaded)
+
+
+def verify(artifacts, *, reference=None, data: str | os.PathLike | None = None, split: str = "test",
+           out: str | os.PathLike | None = None, explain: bool = False, bench: bool = False, threads: int | None = None,
+           classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None,
+           report: Report | None = None):
+    """The parity suite: every artifact against the PyTorch reference on one split of real images.
+
+    `artifacts`: a Conversion, or artifact files / manifest.json files / folders written by convert.
+    `reference`: the model they came from (a path or module, as for convert); a Conversion brings its
+    own. Returns edgeskin.parity_check.ParityRun (.checks[i].parity, .failed); with `out`, also
+    writes report.json, report.md and the plots there. Latency (`bench=True`) needs the reference
+    as a checkpoint file, timed in its own process.
+    """
+    from edgeskin.parity_check import ParityRequest, run_parity
+    from edgeskin.runtime.errors import EdgeskinError
+
+    if isinstance(artifacts, Conversion):
+        reference = reference if reference is not None else artifacts.model
+        paths = [a.path for a in artifacts.artifacts]
+    else:
+        paths = [Path(p) for p in (artifacts if isinstance(artifacts, (list, tuple)) else [artifacts])]
+    if reference is None:
+        raise EdgeskinError("verify: pass reference= (the checkpoint or module the artifacts came from)")
+    loaded = load_model(reference, classes=classes, mean=mean, std=std, crop_border=crop_border)
+    if bench and not Path(loaded.source).is_file():
+        raise EdgeskinError("verify(bench=True) times the reference in its own process: pass it as a checkpoint file")
+    request = ParityRequest(artifacts=paths, reference=loaded, data=data, split=split, explain=explain, bench=bench,
+                            threads=threads)
+    run = run_parity(request, report or (lambda message: None))
+    if out is not None:
+        from edgeskin.reports import check_report_folder, write_reports
+
+        check_report_folder(Path(out))
+        write_reports(run, Path(out))
+    return run
+
+
+def load(path: str | os.PathLike, threads: int | None = None):
+    """An artifact (.tflite, .onnx, .mlpackage) -> a torch-free Predictor (edgeskin.runtime.load)."""
+    from edgeskin.runtime import load as load_artifact
+
+    return load_artifact(path, threads=threads)
