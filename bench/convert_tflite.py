@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from edgeskin.checkpoint import load_checkpoint, save_checkpoint
-from edgeskin.cli_convert import DEMO_CHECKPOINT
+from edgeskin.checkpoint import save_checkpoint
 from edgeskin.converters.pipeline import ConvertRequest, convert
 from edgeskin.converters.recipes import recipes_for
 from edgeskin.image_sources import bundled_images
+from edgeskin.model_loading import DEMO_CHECKPOINT, load_checkpoint
 from edgeskin.models import build_model, config_for, seeded_weights
 
 

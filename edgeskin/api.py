@@ -64,7 +64,7 @@ def load_model(model, *, classes: Sequence[str] | None = None, mean=None, std=No
     model does not carry (class names, normalization) must be given; given facts override."""
     stated = _stated(classes, mean, std, crop_border)
     if isinstance(model, (str, os.PathLike)):
-        from edgeskin.checkpoint import load_checkpoint
+        from edgeskin.model_loading import load_checkpoint
 
         return load_checkpoint(model, stated=stated)
     from edgeskin.checkpoint import LoadedModel

@@ -76,7 +76,7 @@ def _load_backend(spec: dict, threads: int):
     if spec["kind"] == "pytorch":
         import torch
 
-        from edgeskin.checkpoint import load_checkpoint
+        from edgeskin.model_loading import load_checkpoint
         from edgeskin.models import deployable
 
         imported = time.perf_counter()

@@ -1,7 +1,8 @@
 """Native checkpoints: one .safetensors file whose metadata holds the model config as JSON.
 
 Never pickle for our own format. Foreign formats (Hugging Face folders, timm state dicts,
-.bin/.pt through torch.load(weights_only=True)) are read by edgeskin.hf_import.
+.bin/.pt through torch.load(weights_only=True)) are read by edgeskin.hf_import; which reader a
+path needs is decided in edgeskin.model_loading, above both (no import cycle between them).
 """
 
 from __future__ import annotations
@@ -133,25 +134,7 @@ def load_native(path: Path, stated: StatedContract | None = None) -> LoadedModel
     return LoadedModel(model, path, sha256_of(path), "edgeskin", provenance)
 
 
-def load_checkpoint(path: str | Path, arch: str | None = None, stated: StatedContract | None = None) -> LoadedModel:
-    """Load any supported checkpoint: native .safetensors, HF folder, timm state dict, .bin/.pt.
-
-    `stated`: what the user says about classes and normalization (--classes, --mean, --std,
-    --crop-border); required where the checkpoint does not carry them, an override where it does.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise EdgeskinError.about(path, "no such checkpoint file or folder")
-    if path.is_file() and path.suffix == ".safetensors" and arch is None:
-        _, metadata = _peek_metadata(path)
-        if CONFIG_KEY in metadata:
-            return load_native(path, stated)
-    from edgeskin.hf_import import import_foreign
-
-    return import_foreign(path, arch, stated or StatedContract())
-
-
-def _peek_metadata(path: Path) -> tuple[int, dict]:
+def peek_metadata(path: Path) -> tuple[int, dict]:
     """Read only the safetensors header (fast; no tensors loaded)."""
     try:
         with open(path, "rb") as handle:

@@ -149,7 +149,7 @@ def _ce_weights(args, labels, num_classes):
 def cmd_train(args) -> int:
     import torch
 
-    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.model_loading import load_checkpoint
     from edgeskin.models import build_model, config_for
     from edgeskin.train import cross_entropy_objective, fit
 
@@ -184,8 +184,8 @@ def _distill_step(args, teacher, teacher_sha256: str, blocks: list[int], data, o
 def cmd_distill(args) -> int:
     import torch
 
-    from edgeskin.checkpoint import load_checkpoint
     from edgeskin.distill import parse_blocks
+    from edgeskin.model_loading import load_checkpoint
 
     _threads(args.threads)
     torch.manual_seed(args.seed)
@@ -199,7 +199,7 @@ def cmd_cascade(args) -> int:
     """Cascading distillation: model K starts from the first K blocks of model K+1 and is distilled from it."""
     import torch
 
-    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.model_loading import load_checkpoint
 
     _threads(args.threads)
     torch.manual_seed(args.seed)
@@ -216,10 +216,10 @@ def cmd_cascade(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from edgeskin.checkpoint import load_checkpoint
     from edgeskin.data import load_images, open_dataset
     from edgeskin.evaluate import evaluate
     from edgeskin.image_sources import resolve_images
+    from edgeskin.model_loading import load_checkpoint
 
     _threads(None)
     source = resolve_images(args.data)
@@ -274,7 +274,7 @@ def _artifact_info(path: Path, as_json: bool) -> int:
 
 
 def cmd_info(args) -> int:
-    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.model_loading import load_checkpoint
 
     if Path(args.checkpoint).suffix in ARTIFACT_SUFFIXES:
         return _artifact_info(Path(args.checkpoint), args.json)

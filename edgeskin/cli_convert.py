@@ -11,8 +11,6 @@ from pathlib import Path
 from edgeskin.cli_args import add_contract_args, stated_from_args
 from edgeskin.runtime.errors import EdgeskinError
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "demo" / "skindistilvit-ti6-demo.safetensors"
-
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("convert", help="checkpoint -> verified TFLite / ONNX / Core ML artifacts + manifest")
@@ -53,7 +51,7 @@ def _abandon_on_signal() -> None:
 def cmd_convert(args) -> int:
     """Parsing and printing around edgeskin.convert (the Python API does the work)."""
     from edgeskin import api
-    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.model_loading import DEMO_CHECKPOINT, load_checkpoint
 
     loaded = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, stated=stated_from_args(args))
     _abandon_on_signal()

@@ -98,10 +98,10 @@ def cmd_parity(args) -> int:
 
 def cmd_bench(args) -> int:
     from edgeskin.benchmark import benchmark, latency_caveat, latency_mark
-    from edgeskin.checkpoint import load_checkpoint
     from edgeskin.data import load_images, open_dataset
     from edgeskin.environment import fingerprint, usable_cores
     from edgeskin.image_sources import describe, resolve_images
+    from edgeskin.model_loading import load_checkpoint
     from edgeskin.parity_check import expand_artifacts
     from edgeskin.runtime.metadata import read_artifact_metadata
     from edgeskin.runtime.preprocess import PreprocessConfig

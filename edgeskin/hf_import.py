@@ -327,7 +327,7 @@ def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContra
     num_heads = num_heads or (base.num_heads if base else max(1, embed_dim // 64))
     exits = tuple(sorted(int(k.split(".")[1]) for k in state if k.startswith("exits.") and k.endswith(".fc.weight")))
     config = ModelConfig(
-        arch=arch or _arch_name(embed_dim, depth, num_heads, bool(exits)),
+        arch=arch or f"vit-{embed_dim}x{depth}" + ("-exits" if exits else ""),  # a user's model, not a SkinDistilViT name
         embed_dim=embed_dim,
         depth=depth,
         num_heads=num_heads,

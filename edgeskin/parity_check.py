@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskin.benchmark import LatencyResult, benchmark
-from edgeskin.checkpoint import LoadedModel, load_checkpoint
+from edgeskin.checkpoint import LoadedModel
 from edgeskin.contract import StatedContract
 from edgeskin.converters.artifacts import MANIFEST, artifact_bytes
 from edgeskin.converters.recipes import RECIPES
@@ -25,6 +25,7 @@ from edgeskin.divergence import Divergence, locate_divergence
 from edgeskin.evaluate import predict_logits
 from edgeskin.image_sources import describe, resolve_images
 from edgeskin.metrics import ClassificationReport, classification_report
+from edgeskin.model_loading import load_checkpoint
 from edgeskin.parity import ParityResult, compare
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.metadata import ArtifactMetadata

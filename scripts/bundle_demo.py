@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgeskin.checkpoint import load_checkpoint, save_checkpoint
+from edgeskin.checkpoint import save_checkpoint
 from edgeskin.data import load_images, open_dataset
 from edgeskin.evaluate import evaluate
 from edgeskin.image_sources import resolve_images
+from edgeskin.model_loading import load_checkpoint
 
 DEMO = Path(__file__).resolve().parents[1] / "edgeskin" / "assets" / "demo" / "skindistilvit-ti6-demo.safetensors"
 

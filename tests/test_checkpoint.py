@@ -8,8 +8,9 @@ import pickle
 import pytest
 import torch
 
-from edgeskin.checkpoint import load_checkpoint, save_checkpoint
+from edgeskin.checkpoint import save_checkpoint
 from edgeskin.contract import StatedContract
+from edgeskin.model_loading import load_checkpoint
 from edgeskin.models import ISIC_CLASSES
 from edgeskin.runtime import EdgeskinError
 from tests.conftest import perturbed_model

@@ -101,7 +101,7 @@ def test_cascade_distills_each_depth_from_the_previous(tmp_path, bundled_dir):
     done = run_cli("cascade", "--teacher", teacher, "--down-to", "1", "--data", bundled_dir, "--train-split", "val",
                    "--val-split", "val", "--epochs", "1", "--max-steps", "1", "--batch-size", "8", "--out", tmp_path / "c")
     assert done.returncode == 0, done.stderr
-    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.model_loading import load_checkpoint
 
     d2 = load_checkpoint(tmp_path / "c" / "depth02" / "best.safetensors")
     d1 = load_checkpoint(tmp_path / "c" / "depth01" / "best.safetensors")

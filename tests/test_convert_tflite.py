@@ -17,9 +17,9 @@ import time
 import pytest
 import torch
 
-from edgeskin.checkpoint import load_checkpoint
 from edgeskin.converters.artifacts import TARGET_SUFFIX
 from edgeskin.converters.recipes import RECIPES
+from edgeskin.model_loading import load_checkpoint
 from edgeskin.runtime import EdgeskinError
 from edgeskin.runtime.metadata import read_artifact_metadata
 from tests.conftest import DEMO_STUDENT

@@ -192,7 +192,7 @@ def test_package_is_an_image_classifier_with_metadata(converted_coreml):
     """The demo student's packages from `edgeskin convert --target coreml`: what Xcode shows."""
     import coremltools as ct
 
-    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.model_loading import load_checkpoint
     from edgeskin.runtime import load
 
     classes = load_checkpoint(DEMO_STUDENT).config.class_names
@@ -227,7 +227,7 @@ def converted_coreml(converted):
 
 def test_demo_student_fp32_matches_pytorch_on_real_images(converted_coreml, sample_pixels):
     """The acceptance figure: the bundled student's fp32 package vs PyTorch, 1e-4 relative."""
-    from edgeskin.checkpoint import load_checkpoint
+    from edgeskin.model_loading import load_checkpoint
 
     out, manifest = converted_coreml
     entry = next(a for a in manifest["artifacts"] if a["target"] == "coreml" and a["recipe"] == "fp32")
@@ -249,8 +249,8 @@ def test_macos_core_ml_agrees_with_the_checker(converted_coreml, sample_pixels):
 def test_divergence_reads_the_core_ml_program(converted_coreml, sample_pixels, tmp_path):
     """Scale block 3's qkv weight inside a package: the block-by-block analysis, which reads the
     program's own residual stream, says the error starts at block 3."""
-    from edgeskin.checkpoint import load_checkpoint
     from edgeskin.divergence import locate_divergence
+    from edgeskin.model_loading import load_checkpoint
     from edgeskin.runtime import load
     from edgeskin.runtime.mlpackage import read_package
 

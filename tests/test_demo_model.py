@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edgeskin.checkpoint import load_checkpoint
+from edgeskin.model_loading import load_checkpoint
 from tests.conftest import DEMO_STUDENT
 from tests.helpers import has_real_data, run_cli
 

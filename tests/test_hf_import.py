@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgeskin.checkpoint import load_checkpoint
 from edgeskin.contract import StatedContract
+from edgeskin.model_loading import load_checkpoint
 from edgeskin.models import ISIC_CLASSES
 from edgeskin.runtime import EdgeskinError
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeskin.checkpoint import load_checkpoint, save_checkpoint
+from edgeskin.checkpoint import save_checkpoint
 from edgeskin.distill import student_from_teacher
+from edgeskin.model_loading import load_checkpoint
 from tests.conftest import perturbed_model
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgeskin.checkpoint import load_checkpoint
 from edgeskin.distill import DistillWeights, distillation_objective, parse_blocks, student_from_teacher
+from edgeskin.model_loading import load_checkpoint
 from edgeskin.runtime import EdgeskinError
 from edgeskin.train import ImageSet, TrainSettings, class_weights, cross_entropy_objective, fit
 from tests.conftest import perturbed_model

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from edgeskin.checkpoint import load_checkpoint, save_checkpoint
+from edgeskin.checkpoint import save_checkpoint
+from edgeskin.model_loading import load_checkpoint
 from tests.conftest import DEMO_STUDENT
 from tests.helpers import assert_one_line_error, run_cli
 
