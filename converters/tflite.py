@@ -135,11 +135,29 @@ def declare_outputs(tflite: bytes, found: list[str]) -> bytes:
     graph.outputs = [next(t for t, r in role_of.items() if r == role) for role in OUTPUT_ROLES]
     for tensor, role in role_of.items():
         graph.tensors[tensor].name = role
-    for signature in model.signatureDefs or []:
+    if not model.signatureDefs:  # onnx2tf's dynamic-range file has none: give it the others' signature
+        model.signatureDefs = [_signature(graph, role_of)]
+    for signature in model.signatureDefs:
         signature.outputs = sorted(signature.outputs, key=lambda entry: OUTPUT_ROLES.index(role_of[entry.tensorIndex]))
         for entry in signature.outputs:
             entry.name = role_of[entry.tensorIndex]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _signature(graph, role_of: dict[int, str]):
+    """A `serving_default` signature: input `pixels`, outputs by role (what onnx2tf writes elsewhere)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    def tensor_map(name: str, index: int):
+        entry = schema.TensorMapT()
+        entry.name, entry.tensorIndex = name, index
+        return entry
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = "serving_default", 0
+    signature.inputs = [tensor_map("pixels", int(graph.inputs[0]))]
+    signature.outputs = [tensor_map(role, tensor) for tensor, role in role_of.items()]
+    return signature
 
 
 def embed_metadata(tflite: bytes, metadata: ArtifactMetadata) -> bytes:

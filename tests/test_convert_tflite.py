@@ -237,11 +237,12 @@ def _output_names(path) -> list[str]:
     """Output names in index order, as each format's own tooling lists them (not edgeskin's runtime)."""
     if path.suffix == ".tflite":
         from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.tools import flatbuffer_utils
 
-        interpreter = Interpreter(model_path=str(path))
-        by_index = [d["name"] for d in interpreter.get_output_details()]
-        (signature,) = interpreter.get_signature_list().values()
-        assert list(signature["outputs"]) == by_index, (path.name, signature)  # the signature says the same
+        by_index = [d["name"] for d in Interpreter(model_path=str(path)).get_output_details()]
+        model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+        (signature,) = model.signatureDefs  # every recipe has one; its order as stored (the interpreter's list sorts names)
+        assert [o.name.decode() for o in signature.outputs] == by_index, path.name
         return by_index
     if path.suffix == ".onnx":
         import onnxruntime

@@ -13,10 +13,13 @@ import shutil
 import numpy as np
 import pytest
 
+from edgeskin.runtime.metadata import OUTPUT_ROLES
 from tests.conftest import DEMO_STUDENT, perturbed_model
 from tests.helpers import assert_one_line_error, run_cli
 
 RECIPES = ["fp32", "fp16", "w8", "palettize4"]
+
+LOGITS = OUTPUT_ROLES.index("logits")  # backends return outputs in the artifact contract's order
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def _checker_logits(path, pixels):
     from edgeskin.runtime.coreml import CoreMLCheckerBackend
 
     backend = CoreMLCheckerBackend(path)
-    return np.concatenate([backend.run(p.transpose(2, 0, 1)[None].astype(np.float32))[0] for p in pixels])
+    return np.concatenate([backend.run(p.transpose(2, 0, 1)[None].astype(np.float32))[LOGITS] for p in pixels])
 
 
 def _torch_logits(model, pixels, exit):
@@ -240,9 +243,9 @@ def test_macos_core_ml_agrees_with_the_checker(converted_coreml, sample_pixels):
     from edgeskin.runtime.coreml import CoreMLBackend
 
     out, manifest = converted_coreml
-    entry = next(a for a in manifest["artifacts"] if a["recipe"] == "fp32")
+    entry = next(a for a in manifest["artifacts"] if a["target"] == "coreml" and a["recipe"] == "fp32")
     backend = CoreMLBackend(out / entry["file"])
-    core_ml = np.concatenate([backend.run(p.transpose(2, 0, 1)[None].astype(np.float32))[0] for p in sample_pixels[:4]])
+    core_ml = np.concatenate([backend.run(p.transpose(2, 0, 1)[None].astype(np.float32))[LOGITS] for p in sample_pixels[:4]])
     assert _relative(core_ml, _checker_logits(out / entry["file"], sample_pixels[:4])) <= 1e-3
 
 
