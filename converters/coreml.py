@@ -36,11 +36,6 @@ AUTHOR = "edgeskin (SkinDistilViT, arXiv 2308.08669)"
 DESCRIPTION = ("Skin-lesion classifier ({model}, exit {exit}, recipe {recipe}). Input: RGB image, 224x224, pixel values "
                "0-255 (normalization is inside the model). Outputs: label, label_probs, logits. "
                "Not a medical device: not for clinical use without validation.")
-COMPRESSION = {"w8": "int8 linear per-channel weights (constexpr_affine_dequantize), float16 compute",
-               "palettize6": "6-bit k-means palettized weights (constexpr_lut_to_dense), float16 compute",
-               "palettize4": "4-bit k-means palettized weights (constexpr_lut_to_dense), float16 compute"}
-
-
 @contextlib.contextmanager
 def _coremltools(log: Path):
     """Import coremltools with its version warnings and progress bars sent to the log."""

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import io
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgeskin.models import SkinViT, deployable
-from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.metadata import METADATA_NAME, OUTPUT_ROLES, ArtifactMetadata
 
 OPSET = 17
@@ -46,14 +44,3 @@ def with_metadata(onnx_bytes: bytes, metadata: ArtifactMetadata) -> bytes:
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_NAME, metadata.to_json()
     return proto.SerializeToString()
-
-
-def write_onnx(model: SkinViT, exit: int | None, example: np.ndarray, path: Path, metadata: ArtifactMetadata | None = None) -> Path:
-    data = export_onnx_bytes(model, exit, example)
-    if metadata is not None:
-        data = with_metadata(data, metadata)
-    try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise EdgeskinError.about(path, f"cannot write ({exc})") from None
-    return path

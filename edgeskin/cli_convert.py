@@ -29,7 +29,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("predict", help="classify images with an artifact (torch-free runtime)")
     p.add_argument("artifact", type=Path)
-    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("images", nargs="+", type=Path, help="image files or folders (searched recursively, hidden files skipped)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -83,11 +83,12 @@ def print_table(conversion) -> None:
 
 def cmd_predict(args) -> int:
     from edgeskin.runtime.predictor import load, predict_files
-    from edgeskin.runtime.reporting import result_line, result_record
+    from edgeskin.runtime.reporting import expand_inputs, result_line, result_record
 
     predictor = load(args.artifact, threads=args.threads)
     failures = 0
-    for path, result in predict_files(predictor, args.images, args.top_k):
+    # folders expand exactly as in edgeskin-pi (one function), so both report the same files
+    for path, result in predict_files(predictor, expand_inputs(args.images), args.top_k):
         failures += isinstance(result, EdgeskinError)
         print(json.dumps(result_record(path, result)) if args.json else result_line(path, result))
     return 1 if failures else 0

@@ -365,7 +365,18 @@ def import_module(module: torch.nn.Module, stated: StatedContract) -> LoadedMode
         raise EdgeskinError(f"{type(module).__name__}: edgeskin converts a SkinViT, a timm VisionTransformer with a CLS-token "
                             "head, or a checkpoint path; for other models save a timm or Hugging Face ViT checkpoint")
     heads = getattr(module.blocks[0].attn, "num_heads", None)
-    return _import_timm(source, state, None, stated, num_heads=heads, digest=digest)
+    return _import_timm(source, state, None, _with_pretrained_cfg(stated, module), num_heads=heads, digest=digest)
+
+
+def _with_pretrained_cfg(stated: StatedContract, module) -> StatedContract:
+    """A timm module carries its normalization in pretrained_cfg (mean/std): a fact read, unless stated."""
+    from dataclasses import replace
+
+    cfg = getattr(module, "pretrained_cfg", None) or {}
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if stated.mean is None and stated.std is None and mean is not None and std is not None and len(mean) == len(std) == 3:
+        return replace(stated, mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
+    return stated
 
 
 def _state_digest(state: dict[str, torch.Tensor]) -> str:

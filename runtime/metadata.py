@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import EdgeskinError
@@ -28,12 +28,11 @@ _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
 
 @dataclass(frozen=True)
 class InputContract:
-    """How to feed the artifact: shape, dtype, layout and value range (and int8 scaling if any)."""
+    """How to feed the artifact: shape, dtype, layout (and int8 scaling if any); pixels are 0..255 RGB."""
 
     shape: tuple[int, ...] = (1, 224, 224, 3)
     dtype: str = "float32"
     layout: str = "NHWC"
-    value_range: tuple[float, float] = (0.0, 255.0)
     scale: float | None = None  # quantized input: q = round(x / scale + zero_point)
     zero_point: int | None = None
 
@@ -53,7 +52,6 @@ class ArtifactMetadata:
     normalization: dict = field(default_factory=dict)
     source_checkpoint_sha256: str = ""
     converter: dict = field(default_factory=dict)  # tool -> version
-    extra: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -61,13 +59,21 @@ class ArtifactMetadata:
     @classmethod
     def from_json(cls, text: str | bytes, source: object = "metadata") -> ArtifactMetadata:
         try:
-            data = json.loads(text)
-            data["input"] = InputContract(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["input"].items()})
+            data = _known_fields(cls, json.loads(text))  # fields older or newer writers added are ignored
+            data["input"] = InputContract(**_known_fields(InputContract, {k: tuple(v) if isinstance(v, list) else v
+                                                                          for k, v in data["input"].items()}))
             for key in ("class_names", "outputs"):
                 data[key] = tuple(data[key])
             return cls(**data)
         except (ValueError, KeyError, TypeError) as exc:
             raise EdgeskinError.about(source, f"edgeskin metadata is malformed ({exc})") from None
+
+
+def _known_fields(kind, data: dict) -> dict:
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def _u32(buf: bytes, pos: int) -> int:

@@ -118,3 +118,21 @@ def test_timm_state_dict_with_unk_output_drops_it(tmp_path, pixels):
     assert loaded.config.num_classes == 8
     with torch.no_grad():
         assert torch.equal(loaded.model(pixels), model(pixels))
+
+
+def test_in_memory_timm_module_reads_its_pretrained_cfg_normalization():
+    import timm
+
+    from edgeskin.hf_import import import_module
+
+    module = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, depth=1).eval()
+    module.pretrained_cfg = {**module.pretrained_cfg, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    loaded = import_module(module, StatedContract(("x", "y", "z")))
+    assert loaded.config.mean == (0.485, 0.456, 0.406) and loaded.config.std == (0.229, 0.224, 0.225)
+    assert loaded.config.arch == "vit-192x1" and loaded.source_format == "timm"
+    stated = import_module(module, StatedContract(("x", "y", "z"), (0.5,) * 3, (0.5,) * 3))
+    assert stated.config.mean == (0.5, 0.5, 0.5)  # stated beats carried
+    pixels = torch.randint(0, 256, (2, 3, 224, 224)).float()
+    with torch.no_grad():
+        expected = module((pixels / 255 - torch.tensor(loaded.config.mean).view(1, 3, 1, 1)) / torch.tensor(loaded.config.std).view(1, 3, 1, 1))
+        torch.testing.assert_close(loaded.model(pixels), expected, atol=1e-5, rtol=1e-4)

@@ -278,3 +278,18 @@ def test_every_format_and_recipe_has_the_same_outputs_in_the_same_order(converte
         assert abs(float(first.sum()) - 1) < 0.02 and first.min() >= 0  # index 0 really holds probabilities
         seen[(art["target"], art["recipe"])] = names
     assert {("tflite", r) for r in ("fp32", "fp16", "dynamic", "int8-mixed", "int8")} <= set(seen)
+
+
+def test_predict_expands_folders_like_the_pi_script(converted, sample_images, tmp_path):
+    from edgeskin.runtime.reporting import expand_inputs
+
+    out, _, _, _ = converted
+    folder = tmp_path / "visit"
+    (folder / "more").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(sample_images[0].read_bytes())
+    (folder / "more" / "b.jpg").write_bytes(sample_images[1].read_bytes())
+    (folder / ".hidden.jpg").write_bytes(b"skipped")
+    done = run_cli("predict", out / "skindistilvit-ti6-e6-fp32.tflite", folder, "--json")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["image"] for r in records] == [str(p) for p in expand_inputs([folder])] == [str(folder / "a.jpg"), str(folder / "more" / "b.jpg")]
