@@ -43,19 +43,13 @@ class Conversion:
 
 
 def _stated(classes, mean, std, crop_border):
-    from edgeskin.contract import StatedContract, parse_triplet
+    """Python values -> the same parsing and checks as the CLI flags (edgeskin.contract.stated_contract)."""
+    from edgeskin.contract import stated_contract
 
-    def triplet(value, flag):
-        if value is None or isinstance(value, str):
-            return parse_triplet(value, flag) if value is not None else None
-        return parse_triplet(",".join(str(v) for v in value), flag)
+    def text(value):
+        return value if value is None or isinstance(value, str) else ",".join(str(v) for v in value)
 
-    names = None if classes is None else tuple(str(c) for c in classes)
-    if names is not None:
-        from edgeskin.contract import parse_classes
-
-        names = parse_classes(",".join(names))
-    return StatedContract(names, triplet(mean, "--mean"), triplet(std, "--std"), crop_border)
+    return stated_contract(text(classes), None, text(mean), text(std), crop_border)
 
 
 def load_model(model, *, classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None):

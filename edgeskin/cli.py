@@ -249,9 +249,6 @@ def cmd_eval(args) -> int:
     return 0
 
 
-ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".mlpackage")
-
-
 def _artifact_info(path: Path, as_json: bool) -> int:
     """The contract an artifact carries: classes, input, preprocessing, normalization, outputs."""
     from dataclasses import asdict
@@ -275,6 +272,7 @@ def _artifact_info(path: Path, as_json: bool) -> int:
 
 def cmd_info(args) -> int:
     from edgeskin.model_loading import load_checkpoint
+    from edgeskin.runtime.metadata import ARTIFACT_SUFFIXES
 
     if Path(args.checkpoint).suffix in ARTIFACT_SUFFIXES:
         return _artifact_info(Path(args.checkpoint), args.json)

@@ -28,11 +28,9 @@ from edgeskin.metrics import ClassificationReport, classification_report
 from edgeskin.model_loading import load_checkpoint
 from edgeskin.parity import ParityResult, compare
 from edgeskin.runtime.errors import EdgeskinError
-from edgeskin.runtime.metadata import ArtifactMetadata
+from edgeskin.runtime.metadata import ARTIFACT_SUFFIXES, ArtifactMetadata
 from edgeskin.runtime.predictor import Predictor, peek_metadata
 from edgeskin.runtime.predictor import load as load_artifact
-
-ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".mlpackage")
 
 
 @dataclass

@@ -19,6 +19,7 @@ METADATA_NAME = "edgeskin"
 # probabilities, output 1 the logits, each in the order of the metadata's class_names. (Core ML
 # packages, addressed by feature name, also carry `label` and the classifier's `label_probs`.)
 OUTPUT_ROLES: tuple[str, ...] = ("probabilities", "logits")
+ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".mlpackage")  # what convert writes and parity, info and predict read
 TFLITE_IDENTIFIER = b"TFL3"
 # Field indices in tflite's schema.fbs (vtable slot = 4 + 2 * index)
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6
