@@ -37,19 +37,19 @@ def bench_model(name: str, args, folder: Path) -> list[dict]:
     request = ConvertRequest(loaded=loaded, recipes=recipes_for("tflite", args.recipes), out=folder / f"dist-{name}",
                              verdict_data=args.data)
     print(f"[{name}] converting {loaded.config.arch} ...", file=sys.stderr, flush=True)
-    _, _, results = convert(request, report=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    _, manifest, checks = convert(request, report=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     from edgeskin.benchmark import benchmark
     from edgeskin.data import load_images, open_dataset
 
     pixels = load_images(open_dataset(bundled_images(), "test"), loaded.config.preprocess, progress=False)[:8]
-    files = [request.out / r.file for r in results]
+    files = [check.path for check in checks]
     torch_row, timed = benchmark(files, (loaded.source, None), pixels, args.threads, args.runs)
     rows = [{"model": loaded.config.arch, "recipe": "pytorch eager fp32", "convert_s": None, "mb": None,
              "p50_ms": torch_row.p50_ms, "ratio": 1.0, "agreement": None}]
-    for result, latency in zip(results, timed, strict=True):
-        rows.append({"model": loaded.config.arch, "recipe": f"tflite {result.recipe.name}", "convert_s": result.seconds,
-                     "mb": result.bytes / 1e6, "p50_ms": latency.p50_ms, "ratio": latency.ratio_to_reference,
-                     "agreement": result.parity.agreement, "verdict": "pass" if result.parity.passed else "FAIL"})
+    for check, entry, latency in zip(checks, manifest.artifacts, timed, strict=True):
+        rows.append({"model": loaded.config.arch, "recipe": f"tflite {check.recipe}", "convert_s": entry.conversion_seconds,
+                     "mb": check.bytes / 1e6, "p50_ms": latency.p50_ms, "ratio": latency.ratio_to_reference,
+                     "agreement": check.parity.agreement, "verdict": check.verdict.upper() if not check.passed else "pass"})
     return rows
 
 

@@ -1,9 +1,8 @@
-"""Staged, atomic output folders and the manifest that describes every artifact in them."""
+"""Staged, atomic output folders, artifact names and digests (the manifest: edgeskin/manifest.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -12,7 +11,6 @@ from pathlib import Path
 
 from edgeskin.runtime.errors import EdgeskinError
 
-MANIFEST = "manifest.json"
 _ACTIVE_STAGING: set[Path] = set()  # staging folders of conversions in progress in this process
 
 
@@ -20,7 +18,13 @@ def artifact_name(model: str, exit: int, recipe: str, suffix: str) -> str:
     return f"{model}-e{exit}-{recipe}{suffix}"
 
 
-TARGET_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
+def bytes_embedder(embed_bytes):
+    """A format's (bytes, metadata) -> bytes embedder as the format table's file-to-file column."""
+
+    def embed(probe: Path, metadata, destination: Path) -> None:
+        destination.write_bytes(embed_bytes(probe.read_bytes(), metadata))
+
+    return embed
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -92,9 +96,3 @@ def abandon_staging() -> None:
     for staging in list(_ACTIVE_STAGING):
         shutil.rmtree(staging, ignore_errors=True)
         _ACTIVE_STAGING.discard(staging)
-
-
-def write_manifest(folder: Path, manifest: dict) -> Path:
-    path = folder / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    return path

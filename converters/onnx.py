@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import torch
 
+from edgeskin.converters.artifacts import bytes_embedder
 from edgeskin.models import SkinViT, deployable
 from edgeskin.runtime.metadata import METADATA_NAME, OUTPUT_ROLES, ArtifactMetadata
 
@@ -44,3 +45,6 @@ def with_metadata(onnx_bytes: bytes, metadata: ArtifactMetadata) -> bytes:
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_NAME, metadata.to_json()
     return proto.SerializeToString()
+
+
+embed_metadata_file = bytes_embedder(with_metadata)  # the format table's embed column (runtime/formats.py)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeskin.converters.artifacts import bytes_embedder
 from edgeskin.converters.quiet import log_tail, quiet_output
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.metadata import METADATA_NAME, OUTPUT_ROLES, ArtifactMetadata
@@ -175,3 +176,6 @@ def embed_metadata(tflite: bytes, metadata: ArtifactMetadata) -> bytes:
     entry.buffer = len(model.buffers) - 1
     model.metadata.append(entry)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+embed_metadata_file = bytes_embedder(embed_metadata)  # the format table's embed column (runtime/formats.py)

@@ -8,7 +8,7 @@ Kept import-light on purpose: `import edgeskin` pulls in neither torch nor numpy
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["convert", "verify", "load", "load_model", "Conversion", "Artifact", "EdgeskinError"]
+__all__ = ["convert", "verify", "load", "load_model", "Conversion", "ArtifactCheck", "EdgeskinError"]
 
 
 def __getattr__(name: str):
@@ -16,6 +16,10 @@ def __getattr__(name: str):
         from edgeskin.runtime.errors import EdgeskinError
 
         return EdgeskinError
+    if name == "ArtifactCheck":  # the result type of convert and verify alike
+        from edgeskin.verification import ArtifactCheck
+
+        return ArtifactCheck
     if name in __all__:
         from edgeskin import api
 

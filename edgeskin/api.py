@@ -16,30 +16,23 @@ Report = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Artifact:
-    """One converted file and its immediate verdict against the PyTorch reference."""
-
-    path: Path
-    target: str  # "tflite", "onnx", "coreml"
-    recipe: str
-    verdict: str  # "pass" or "fail" (failed files are in OUT/failed/)
-    bytes: int
-    sha256: str
-    parity: object  # edgeskin.parity.ParityResult: agreement, cosine_mean, max_abs_logit_diff, BMAs, flips
-
-
-@dataclass(frozen=True)
 class Conversion:
-    """What `convert` wrote: the output folder, its manifest and every artifact."""
+    """What `convert` wrote: the output folder, its manifest and every artifact's check.
+
+    Each artifact is an edgeskin.verification.ArtifactCheck: .path, .target, .recipe, .verdict
+    ("pass"/"fail"; failed files are in OUT/failed/), .bytes, .metadata (the contract it carries)
+    and .parity (edgeskin.parity.ParityResult: agreement, cosine_mean, max_abs_logit_diff, BMAs,
+    flipped images) - the same type `verify` reports.
+    """
 
     out: Path
-    manifest: dict
-    artifacts: tuple[Artifact, ...]
+    manifest: object  # edgeskin.manifest.Manifest, as written to OUT/manifest.json
+    artifacts: tuple  # of edgeskin.verification.ArtifactCheck
     model: object  # edgeskin.checkpoint.LoadedModel: the reference `verify` compares against
 
     @property
     def passed(self) -> bool:
-        return all(a.verdict == "pass" for a in self.artifacts)
+        return all(a.passed for a in self.artifacts)
 
 
 def _stated(classes, mean, std, crop_border):
@@ -93,10 +86,8 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
                              verdict_split=split, calib_data=calib, calib_split=calib_split, calib_count=calib_count)
     resolve_sources(request)
     check_output_folder(out, force)
-    folder, manifest, results = run_conversion(request, report or (lambda message: None))
-    artifacts = tuple(Artifact(folder / r.file, r.target, r.recipe.name, "pass" if r.parity.passed else "fail", r.bytes,
-                               r.sha256, r.parity) for r in results)
-    return Conversion(folder, manifest, artifacts, loaded)
+    folder, manifest, checks = run_conversion(request, report or (lambda message: None))
+    return Conversion(folder, manifest, tuple(checks), loaded)
 
 
 def verify(artifacts, *, reference=None, data: str | os.PathLike | None = None, split: str = "test",

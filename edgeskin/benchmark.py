@@ -90,12 +90,9 @@ def _load_backend(spec: dict, threads: int):
 
         return run, f"torch {torch.__version__} eager", imported - began, loaded - imported
     from edgeskin.runtime import load
-    from edgeskin.runtime.backends import tflite_interpreter_class
+    from edgeskin.runtime.formats import format_of
 
-    if Path(spec["path"]).suffix == ".tflite":
-        tflite_interpreter_class()
-    elif Path(spec["path"]).suffix == ".onnx":
-        import onnxruntime  # noqa: F401
+    format_of(spec["path"]).import_runtime()
     imported = time.perf_counter()
     predictor = load(spec["path"], threads=threads)
     loaded = time.perf_counter()

@@ -253,28 +253,23 @@ def _artifact_info(path: Path, as_json: bool) -> int:
     """The contract an artifact carries: classes, input, preprocessing, normalization, outputs."""
     from dataclasses import asdict
 
-    from edgeskin.runtime.predictor import peek_metadata
+    from edgeskin.runtime.formats import read_artifact_metadata
 
-    meta = peek_metadata(path)
+    meta = read_artifact_metadata(path)
     if as_json:
         print(json.dumps({"artifact": str(path), **asdict(meta)}, indent=2))
         return 0
-    norm = meta.normalization or {}
     print(f"{path}  ({meta.target} {meta.recipe}, {meta.model} exit {meta.exit})")
-    print(f"classes    {', '.join(meta.class_names)}")
-    print(f"input      {meta.input.layout} {'x'.join(map(str, meta.input.shape))} {meta.input.dtype}, RGB 0..255; "
-          f"resize bilinear; crop_border={meta.preprocess.get('crop_border', False)}")
-    if norm:
-        print(f"normalize  mean {tuple(norm['mean'])}, std {tuple(norm['std'])} ({norm.get('applied', 'inside the graph')})")
-    print(f"outputs    {', '.join(f'{i}: {name}' for i, name in enumerate(meta.outputs))}")
+    print(f"tensor     {meta.input.layout} {'x'.join(map(str, meta.input.shape))} {meta.input.dtype}")
+    print("\n".join(meta.contract.describe()))
     return 0
 
 
 def cmd_info(args) -> int:
     from edgeskin.model_loading import load_checkpoint
-    from edgeskin.runtime.metadata import ARTIFACT_SUFFIXES
+    from edgeskin.runtime.formats import is_artifact
 
-    if Path(args.checkpoint).suffix in ARTIFACT_SUFFIXES:
+    if is_artifact(args.checkpoint):
         return _artifact_info(Path(args.checkpoint), args.json)
     loaded = load_checkpoint(args.checkpoint, stated=stated_from_args(args))
     params = sum(p.numel() for p in loaded.model.parameters())
@@ -287,8 +282,7 @@ def cmd_info(args) -> int:
     print(f"{loaded.source}  ({loaded.source_format}, sha256 {loaded.source_sha256[:16]}...)")
     print(f"model      {c.arch}: {c.depth} blocks x {c.embed_dim} wide, {c.num_heads} heads, {params / 1e6:.2f}M parameters")
     print(f"exits      after blocks {', '.join(map(str, c.exit_blocks))}")
-    print(f"classes    {', '.join(c.class_names)}")
-    print(f"input      {c.img_size}x{c.img_size} RGB 0..255, normalized inside (mean {c.mean}, std {c.std}); crop_border={c.preprocess.crop_border}")
+    print("\n".join(c.contract.describe()))
     for key in ("command", "val_bma", "epoch", "teacher_sha256"):
         if key in loaded.provenance:
             print(f"{key:<10} {loaded.provenance[key]}")

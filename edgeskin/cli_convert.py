@@ -70,8 +70,8 @@ def cmd_convert(args) -> int:
 
 
 def print_table(conversion) -> None:
-    verdict = conversion.manifest["verdict_images"]
-    print(f"parity vs PyTorch, verdict: {verdict['count']} images of {verdict['source']}:")
+    verdict = conversion.manifest.verdict_images
+    print(f"parity vs PyTorch, verdict: {verdict.count} images of {verdict.source}:")
     header = f"{'target':<7} {'recipe':<11} {'size':>9} {'max|dlogit|':>12} {'cosine':>9} {'top-1 agree':>12} {'BMA ref/art':>14}  verdict"
     print(header)
     print("-" * len(header))

@@ -38,6 +38,8 @@ def add_parsers(sub) -> None:
 
 def _reference(args, artifacts: list[tuple[Path, Path | None]], required: bool) -> Path | None:
     """--reference, else the one source checkpoint named by the artifacts' manifests."""
+    from edgeskin.manifest import read_manifest
+
     if args.reference is not None:
         if not args.reference.exists():
             raise EdgeskinError.about(args.reference, "no such reference checkpoint")
@@ -45,7 +47,7 @@ def _reference(args, artifacts: list[tuple[Path, Path | None]], required: bool) 
     sources = set()
     for _, manifest in artifacts:
         if manifest is not None:
-            sources.add(json.loads(manifest.read_text())["source_checkpoint"]["path"])
+            sources.add(read_manifest(manifest).source_checkpoint.path)
     if len(sources) == 1 and Path(next(iter(sources))).exists():
         found = Path(next(iter(sources)))
         print(f"reference: {found} (from the manifest)", file=sys.stderr)
@@ -103,20 +105,20 @@ def cmd_bench(args) -> int:
     from edgeskin.image_sources import describe, resolve_images
     from edgeskin.model_loading import load_checkpoint
     from edgeskin.parity_check import expand_artifacts
-    from edgeskin.runtime.metadata import read_artifact_metadata
+    from edgeskin.runtime.formats import read_artifact_metadata
     from edgeskin.runtime.preprocess import PreprocessConfig
 
     artifacts = expand_artifacts(args.artifacts)
     reference = _reference(args, artifacts, required=False)
     first = artifacts[0][0]
-    meta = read_artifact_metadata(first) if first.suffix in (".tflite", ".mlpackage") else None
-    config = load_checkpoint(reference, stated=stated_from_args(args)).config.preprocess if reference else PreprocessConfig.from_dict(meta.preprocess if meta else {})
+    meta = read_artifact_metadata(first)
+    config = load_checkpoint(reference, stated=stated_from_args(args)).config.preprocess if reference else PreprocessConfig.from_dict(meta.preprocess)
     dataset = open_dataset(resolve_images(args.data), args.split)
     pixels = load_images(dataset, config, progress=False)[: args.images]
     print(describe("bench", len(pixels), dataset.name, "cycled"), file=sys.stderr)
     threads = args.threads or usable_cores()
     env = fingerprint()
-    exit = meta.exit if meta else None
+    exit = meta.exit
     base, results = benchmark([a for a, _ in artifacts], (reference, exit) if reference else None, pixels, threads, args.runs,
                               progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     print(f"{env['cpu']}, {env['cores']} cores, {threads} threads, python {env['python']}; "

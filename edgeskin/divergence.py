@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.formats import format_of, resolve
 from edgeskin.runtime.predictor import Predictor, model_input
 
 JUMP_FACTOR = 5.0  # error must grow at least this much from the stage before
@@ -70,7 +71,7 @@ def residual_stream(ops: list[_Op], shapes: dict, norm_types: set[str], add_type
     return stream
 
 
-def _tflite_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> list[list[np.ndarray]]:
+def tflite_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> list[list[np.ndarray]]:
     from edgeskin.runtime.backends import tflite_interpreter_class
 
     interpreter_class = tflite_interpreter_class()[0]
@@ -97,7 +98,7 @@ def _dequantized(value: np.ndarray, detail: dict) -> np.ndarray:
     return (value - zero_point) * scale if scale else value
 
 
-def _onnx_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> list[list[np.ndarray]]:
+def onnx_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> list[list[np.ndarray]]:
     import onnx
     import onnxruntime as ort
 
@@ -112,7 +113,7 @@ def _onnx_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> list[
     return [session.run(stream, {name: model_input(image, "NCHW", predictor.input)}) for image in pixels]
 
 
-def _coreml_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> list[list[np.ndarray]]:
+def coreml_stream(predictor: Predictor, pixels: np.ndarray, blocks: int) -> list[list[np.ndarray]]:
     """The Core ML program's own values, from the numpy checker keeping every variable."""
     from edgeskin.runtime.coreml import CoreMLCheckerBackend
     from edgeskin.runtime.mlpackage import Ref
@@ -166,10 +167,7 @@ def locate_divergence(predictor: Predictor, model, pixels: np.ndarray) -> Diverg
     import torch
 
     blocks = predictor.metadata.exit
-    reader = {".tflite": _tflite_stream, ".onnx": _onnx_stream, ".mlpackage": _coreml_stream}.get(predictor.path.suffix)
-    if reader is None:
-        raise EdgeskinError.about(predictor.path, "block-by-block analysis is available for .tflite, .onnx and .mlpackage artifacts")
-    artifact_values = reader(predictor, pixels, blocks)
+    artifact_values = resolve(format_of(predictor.path).intermediates)(predictor, pixels, blocks)
     model.eval()
     with torch.no_grad():
         x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()

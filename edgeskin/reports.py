@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from edgeskin.benchmark import latency_caveat, latency_mark
-from edgeskin.parity_check import ArtifactCheck, ParityRun
+from edgeskin.parity_check import ParityRun
 from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.verification import ArtifactCheck
 
 
 def _artifact_dict(check: ArtifactCheck) -> dict:
-    meta = check.predictor.metadata
+    meta = check.metadata
     return {"file": str(check.path), "name": check.path.name, "target": meta.target, "recipe": meta.recipe, "exit": meta.exit,
-            "runtime": check.predictor.runtime, "bytes": check.bytes,
+            "runtime": check.runtime, "bytes": check.bytes,
             "verdict": "pass" if check.parity.passed else "fail", "failures": check.parity.failures,
             "manifest": str(check.manifest) if check.manifest else None, "parity": check.parity.to_dict(),
             "divergence": check.divergence.to_dict() if check.divergence else None,
@@ -49,12 +50,12 @@ def _fmt_latency(check: ArtifactCheck) -> str:
     if check.latency is None:
         return "-"
     ratio = "" if check.latency.ratio_to_reference is None else f" ({check.latency.ratio_to_reference:.2f}x)"
-    return f"{check.latency.p50_ms:.2f} ms{ratio}{latency_mark(check.predictor.runtime)}"
+    return f"{check.latency.p50_ms:.2f} ms{ratio}{latency_mark(check.runtime)}"
 
 
 def table_notes(run: ParityRun) -> list[str]:
     """Footnotes to the table (printed by the command and written in report.md)."""
-    caveat = latency_caveat([c.predictor.runtime for c in run.checks if c.latency])
+    caveat = latency_caveat([c.runtime for c in run.checks if c.latency])
     return [caveat] if caveat else []
 
 
@@ -89,7 +90,7 @@ def report_markdown(run: ParityRun) -> str:
     for c in run.checks:
         p = c.parity
         out += [f"## {c.path.name}", "",
-                f"- runtime: {c.predictor.runtime}; verdict: {'pass' if p.passed else 'FAIL: ' + '; '.join(p.failures)}",
+                f"- runtime: {c.runtime}; verdict: {'pass' if p.passed else 'FAIL: ' + '; '.join(p.failures)}",
                 f"- logits max/mean |diff| {p.max_abs_logit_diff:.4g} / {p.mean_abs_logit_diff:.4g}; probabilities "
                 f"{p.max_abs_prob_diff:.4g} / {p.mean_abs_prob_diff:.4g}; cosine mean {p.cosine_mean:.6f} (min {p.cosine_min:.6f})",
                 f"- BMA {p.reference_bma:.4f} -> {p.artifact_bma:.4f}; difference {p.bma_difference.estimate:+.4f}, "
@@ -150,7 +151,7 @@ def plot_accuracy_latency(run: ParityRun, path: Path) -> None:
         latency = check.latency.p50_ms if check.latency else math.nan
         color = "tab:green" if check.parity.passed else "tab:red"
         axis.scatter(latency, check.parity.artifact_bma, s=max(20.0, size * scale), alpha=0.55, color=color, edgecolors="black")
-        axis.annotate(f"{check.target} {check.recipe}{latency_mark(check.predictor.runtime)}\n{size:.1f} MB", (latency, check.parity.artifact_bma), fontsize=8,
+        axis.annotate(f"{check.target} {check.recipe}{latency_mark(check.runtime)}\n{size:.1f} MB", (latency, check.parity.artifact_bma), fontsize=8,
                       xytext=(8, 8 - 22 * (n % 3)), textcoords="offset points")  # staggered: close points stay legible
     if run.reference_latency and run.checks:
         bma = run.checks[0].parity.reference_bma

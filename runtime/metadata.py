@@ -10,16 +10,12 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 from .errors import EdgeskinError
+from .model_contract import OUTPUT_ROLES, ModelContract
+from .preprocess import PreprocessConfig
 
 METADATA_NAME = "edgeskin"
-# The output contract of every artifact, whatever the format and recipe: output 0 holds the class
-# probabilities, output 1 the logits, each in the order of the metadata's class_names. (Core ML
-# packages, addressed by feature name, also carry `label` and the classifier's `label_probs`.)
-OUTPUT_ROLES: tuple[str, ...] = ("probabilities", "logits")
-ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".mlpackage")  # what convert writes and parity, info and predict read
 TFLITE_IDENTIFIER = b"TFL3"
 # Field indices in tflite's schema.fbs (vtable slot = 4 + 2 * index)
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6
@@ -53,6 +49,12 @@ class ArtifactMetadata:
     normalization: dict = field(default_factory=dict)
     source_checkpoint_sha256: str = ""
     converter: dict = field(default_factory=dict)  # tool -> version
+
+    @property
+    def contract(self) -> ModelContract:
+        norm = self.normalization or {}
+        return ModelContract(self.class_names, tuple(norm.get("mean", ())), tuple(norm.get("std", ())),
+                             PreprocessConfig.from_dict(self.preprocess), self.outputs)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -137,23 +139,3 @@ def read_tflite_metadata(data: bytes, source: object = "<tflite>") -> dict[str, 
         return entries
     except (struct.error, IndexError) as exc:
         raise EdgeskinError.about(source, f"corrupt or truncated TFLite file ({exc})") from None
-
-
-def read_artifact_metadata(path: str | Path) -> ArtifactMetadata:
-    """The edgeskin metadata embedded in an artifact file."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgeskinError.about(path, "no such model file")
-    if path.suffix == ".tflite":
-        if not path.is_file():
-            raise EdgeskinError.about(path, "is not a file")
-        entries = read_tflite_metadata(path.read_bytes(), path)
-    elif path.suffix == ".mlpackage":
-        from .mlpackage import read_package_metadata
-
-        entries = read_package_metadata(path)
-    else:
-        raise EdgeskinError.about(path, f"unsupported model file type '{path.suffix}'")
-    if METADATA_NAME not in entries:
-        raise EdgeskinError.about(path, "has no edgeskin metadata (not converted by edgeskin?)")
-    return ArtifactMetadata.from_json(entries[METADATA_NAME], path)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import OnnxBackend, TensorSpec, TFLiteBackend
+from .backends import TensorSpec
 from .errors import EdgeskinError
-from .metadata import METADATA_NAME, ArtifactMetadata, read_artifact_metadata
-from .preprocess import ImageSource, PreprocessConfig, preprocess
+from .formats import format_of, read_artifact_metadata
+from .metadata import ArtifactMetadata
+from .preprocess import ImageSource, preprocess
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class Predictor:
 
     def __init__(self, path: Path, backend, metadata: ArtifactMetadata) -> None:
         self.path, self.backend, self.metadata = path, backend, metadata
-        self.preprocess_config = PreprocessConfig.from_dict(metadata.preprocess)
+        self.preprocess_config = metadata.contract.preprocess
         self.input = backend.inputs[0]
         if len(backend.outputs) != len(metadata.outputs):
             raise EdgeskinError.about(path, f"model has {len(backend.outputs)} outputs, metadata names {len(metadata.outputs)}")
@@ -88,42 +89,17 @@ class Predictor:
                           tuple((names[i], float(probabilities[i])) for i in order), probabilities, logits)
 
 
-def _onnx_metadata(path: Path, backend: OnnxBackend) -> ArtifactMetadata:
-    custom = backend.session.get_modelmeta().custom_metadata_map
-    if METADATA_NAME not in custom:
-        raise EdgeskinError.about(path, "has no edgeskin metadata (not converted by edgeskin?)")
-    return ArtifactMetadata.from_json(custom[METADATA_NAME], path)
-
-
 def load(path: str | Path, threads: int | None = None, coreml_checker: bool = False) -> Predictor:
-    """Load an artifact; the backend is chosen by file type (.tflite, .onnx, .mlpackage).
+    """Load an artifact; its format (runtime/formats.py) picks the backend.
 
+    The embedded metadata is read first, so a bad file is reported before a runtime touches it.
     A .mlpackage runs on Core ML itself on macOS; elsewhere (or with coreml_checker=True) its
     program is evaluated by edgeskin's numpy checker, whose numbers are Core ML's but whose
     latency says nothing about a phone.
     """
     path = Path(path)
-    if not path.exists():
-        raise EdgeskinError.about(path, "no such model file")
-    if path.suffix in (".tflite", ".mlpackage"):
-        metadata = read_artifact_metadata(path)  # checks the file before a runtime touches it
-        if path.suffix == ".tflite":
-            return Predictor(path, TFLiteBackend(path, threads), metadata)
-        from .coreml import coreml_backend
-
-        return Predictor(path, coreml_backend(path, threads, prefer_checker=coreml_checker), metadata)
-    if path.suffix == ".onnx":
-        backend = OnnxBackend(path, threads)
-        return Predictor(path, backend, _onnx_metadata(path, backend))
-    raise EdgeskinError.about(path, f"unsupported model type '{path.suffix}' (expected .tflite, .onnx or .mlpackage)")
-
-
-def peek_metadata(path: str | Path) -> ArtifactMetadata:
-    """An artifact's embedded metadata, read without starting a TFLite interpreter where possible."""
-    path = Path(path)
-    if path.suffix in (".tflite", ".mlpackage") and path.exists():
-        return read_artifact_metadata(path)
-    return load(path, threads=1).metadata
+    metadata = read_artifact_metadata(path)
+    return Predictor(path, format_of(path).open_backend(path, threads, coreml_checker), metadata)
 
 
 def predict_files(predictor: Predictor, paths: Iterable[Path], top_k: int = 3):

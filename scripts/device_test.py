@@ -74,8 +74,10 @@ def artifacts(folder: Path | None) -> dict[str, Path]:
                 raise SystemExit(f"edgeskin convert failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     manifest = folder / "manifest.json"
     if manifest.is_file():  # failed artifacts (int8) are listed too, with their failed/ path
-        listed = json.loads(manifest.read_text())["artifacts"]
-        found = {a["recipe"]: folder / a["file"] for a in listed if a["target"] == "tflite" and (folder / a["file"]).is_file()}
+        from edgeskin.manifest import read_manifest
+
+        listed = read_manifest(manifest).artifacts
+        found = {a.recipe: folder / a.file for a in listed if a.target == "tflite" and (folder / a.file).is_file()}
     else:
         found = {p.stem.rsplit("-e", 1)[-1].split("-", 1)[-1]: p for p in sorted(folder.glob("**/*.tflite"))}
     missing = [r for r in RECIPES if r not in found]

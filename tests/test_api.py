@@ -88,7 +88,7 @@ def test_python_api_in_memory_module_convert_and_verify(user_model, tmp_path, sa
     result = edgeskin.convert(model, target="onnx", out=tmp_path / "m", classes=CLASSES, mean=MEAN, std=STD, data=images)
     (artifact,) = result.artifacts
     assert result.passed and artifact.verdict == "pass" and artifact.parity.agreement == 1.0
-    assert result.manifest["source_checkpoint"]["path"] == "<in-memory VisionTransformer>"
+    assert result.manifest.source_checkpoint.path == "<in-memory VisionTransformer>"
     predictions = edgeskin.load(artifact.path).predict(list(sample_pixels[:4]))
     assert [p.label for p in predictions] == [CLASSES[i] for i in _timm_probabilities(model, sample_pixels[:4]).argmax(1)]
     report = edgeskin.verify(result, data=images, split="val", out=tmp_path / "report")

@@ -17,11 +17,10 @@ import time
 import pytest
 import torch
 
-from edgeskin.converters.artifacts import TARGET_SUFFIX
 from edgeskin.converters.recipes import RECIPES
 from edgeskin.model_loading import load_checkpoint
 from edgeskin.runtime import EdgeskinError
-from edgeskin.runtime.metadata import read_artifact_metadata
+from edgeskin.runtime.formats import format_for_target, read_artifact_metadata
 from tests.conftest import DEMO_STUDENT
 from tests.helpers import assert_one_line_error, has_real_data, run_cli
 from tests.test_runtime_isolation import BLOCKER
@@ -70,7 +69,7 @@ def test_file_names_and_embedded_metadata(converted):
     student = load_checkpoint(DEMO_STUDENT)
     for art in manifest["artifacts"]:
         name = os.path.basename(art["file"])
-        assert name == f"skindistilvit-ti6-e6-{art['recipe']}{TARGET_SUFFIX[art['target']]}"
+        assert name == f"skindistilvit-ti6-e6-{art['recipe']}{format_for_target(art['target']).suffix}"
         meta = read_artifact_metadata(out / art["file"]) if art["target"] in ("tflite", "coreml") else None
         if meta is not None:
             assert meta.recipe == art["recipe"] and meta.class_names == student.config.class_names

@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.model_contract import ModelContract
 from edgeskin.runtime.preprocess import PreprocessConfig
 
 # ISIC 2019 diagnostic classes in the paper's order. The paper's HF models add a 9th output,
@@ -47,6 +48,10 @@ class ModelConfig:
             raise EdgeskinError(f"model config {self.arch}: exits {bad} outside blocks 1..{self.depth}")
         if len(set(self.class_names)) != len(self.class_names) or not self.class_names:
             raise EdgeskinError(f"model config {self.arch}: class names must be unique and non-empty")
+
+    @property
+    def contract(self) -> ModelContract:
+        return ModelContract(self.class_names, self.mean, self.std, self.preprocess)
 
     @property
     def num_classes(self) -> int:
