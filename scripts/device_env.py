@@ -37,9 +37,10 @@ CPUS = {
                    "0x4", "0xd0b", "1"),
 }
 
-# name -> (pip requirements, import name of the TFLite runtime)
+# name -> (pip requirements, import name of the TFLite runtime). flatbuffers comes with ai-edge-litert
+# anyway; named here so that x86 gets the arm64 version of the code that reads the metadata (pinned())
 ENVIRONMENTS = {
-    "litert": (["numpy", "Pillow", "ai-edge-litert"], "ai_edge_litert"),
+    "litert": (["numpy", "Pillow", "ai-edge-litert", "flatbuffers"], "ai_edge_litert"),
     "tflite-runtime": (["numpy<2", "Pillow", "tflite-runtime==2.14.0"], "tflite_runtime"),
 }
 
