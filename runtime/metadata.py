@@ -1,12 +1,15 @@
 """Artifact metadata: what every exported model carries about itself, readable without TensorFlow.
 
 A .tflite file is a flatbuffer whose Model table has a `metadata` vector of (name, buffer)
-pairs; edgeskin stores its JSON under the name "edgeskin". This module reads it with the
-standard library alone (struct), so a Raspberry Pi needs nothing but numpy and a TFLite runtime.
+pairs; edgeskin stores its JSON under the name "edgeskin". It is read in place with the TFLite
+schema's generated classes, which ship with ai-edge-litert (the Pi's runtime), so a Raspberry Pi
+needs nothing beyond numpy, Pillow and `edgeskin[pi]`; the schema module is imported only when a
+.tflite file is read, so importing the runtime still needs numpy and Pillow alone.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import struct
 from dataclasses import asdict, dataclass, field, fields
@@ -16,11 +19,12 @@ from .model_contract import OUTPUT_ROLES, ModelContract
 from .preprocess import PreprocessConfig
 
 METADATA_NAME = "edgeskin"
-TFLITE_IDENTIFIER = b"TFL3"
-# Field indices in tflite's schema.fbs (vtable slot = 4 + 2 * index)
-_MODEL_BUFFERS, _MODEL_METADATA = 4, 6
-_METADATA_NAME, _METADATA_BUFFER = 0, 1
-_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
+# The TFLite schema's generated classes, in order of preference: ai-edge-litert's (edgeskin[pi]),
+# TensorFlow's, then the `tflite` package's (an older schema: no Buffer.Offset/Size)
+_SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated", "tflite")
+# flatbuffers trusts every offset it reads: on corrupt bytes these come out of its readers
+# (ValueError covers UnicodeDecodeError and numpy's "buffer is smaller than requested size")
+_CORRUPT_FLATBUFFER = (struct.error, IndexError, TypeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -79,63 +83,42 @@ def _known_fields(kind, data: dict) -> dict:
     return {k: v for k, v in data.items() if k in names}
 
 
-def _u32(buf: bytes, pos: int) -> int:
-    return struct.unpack_from("<I", buf, pos)[0]
-
-
-def _field(buf: bytes, table: int, index: int) -> int | None:
-    """Absolute position of a table field, or None when absent."""
-    vtable = table - struct.unpack_from("<i", buf, table)[0]
-    vtable_size = struct.unpack_from("<H", buf, vtable)[0]
-    slot = 4 + 2 * index
-    if slot >= vtable_size:
-        return None
-    offset = struct.unpack_from("<H", buf, vtable + slot)[0]
-    return table + offset if offset else None
-
-
-def _vector(buf: bytes, field_pos: int) -> tuple[int, int]:
-    start = field_pos + _u32(buf, field_pos)
-    return start + 4, _u32(buf, start)
-
-
-def _table_at(buf: bytes, pos: int) -> int:
-    return pos + _u32(buf, pos)
+def _tflite_schema(source: object):
+    for name in _SCHEMA_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise EdgeskinError.about(source, "reading .tflite metadata needs ai-edge-litert: pip install 'edgeskin[pi]'")
 
 
 def read_tflite_metadata(data: bytes, source: object = "<tflite>") -> dict[str, bytes]:
-    """All (name -> bytes) metadata entries of a .tflite flatbuffer."""
+    """All (name -> bytes) metadata entries of a .tflite flatbuffer, read in place: the model
+    (tens of MB of weights) is never unpacked."""
+    schema = _tflite_schema(source)
+    if not schema.Model.ModelBufferHasIdentifier(data, 0):
+        raise EdgeskinError.about(source, "not a TFLite model (no TFL3 identifier)")
     try:
-        if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
-            raise EdgeskinError.about(source, "not a TFLite model (no TFL3 identifier)")
-        root = _u32(data, 0)
-        entries: dict[str, bytes] = {}
-        meta_field, buffers_field = _field(data, root, _MODEL_METADATA), _field(data, root, _MODEL_BUFFERS)
-        if meta_field is None or buffers_field is None:
-            return entries
-        buffers_start, n_buffers = _vector(data, buffers_field)
-        meta_start, n_meta = _vector(data, meta_field)
-        for i in range(n_meta):
-            table = _table_at(data, meta_start + 4 * i)
-            name_pos, buffer_pos = _field(data, table, _METADATA_NAME), _field(data, table, _METADATA_BUFFER)
-            if name_pos is None or buffer_pos is None:
+        model = schema.Model.GetRootAs(data, 0)
+        n_buffers, entries = model.BuffersLength(), {}
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            name, index = entry.Name(), entry.Buffer()
+            if name is None:
                 continue
-            name_start, name_len = _vector(data, name_pos)
-            index = _u32(data, buffer_pos)
             if index >= n_buffers:
                 raise EdgeskinError.about(source, f"metadata buffer index {index} out of range")
-            buffer = _table_at(data, buffers_start + 4 * index)
-            data_pos = _field(data, buffer, _BUFFER_DATA)
-            offset_pos, size_pos = _field(data, buffer, _BUFFER_OFFSET), _field(data, buffer, _BUFFER_SIZE)
-            if data_pos is not None:
-                start, length = _vector(data, data_pos)
-                payload = data[start : start + length]
-            elif offset_pos is not None and size_pos is not None:  # buffers stored after the flatbuffer (> 2 GB models)
-                offset, size = struct.unpack_from("<Q", data, offset_pos)[0], struct.unpack_from("<Q", data, size_pos)[0]
-                payload = data[offset : offset + size]
-            else:
-                payload = b""
-            entries[bytes(data[name_start : name_start + name_len]).decode("utf-8", "replace")] = bytes(payload)
+            entries[name.decode("utf-8", "replace")] = _buffer_bytes(data, model.Buffers(index))
         return entries
-    except (struct.error, IndexError) as exc:
+    except _CORRUPT_FLATBUFFER as exc:
         raise EdgeskinError.about(source, f"corrupt or truncated TFLite file ({exc})") from None
+
+
+def _buffer_bytes(data: bytes, buffer) -> bytes:
+    if buffer.DataLength():
+        return buffer.DataAsNumpy().tobytes()
+    # a model over 2 GB keeps its buffers after the flatbuffer, at offsets from the file's start
+    offset, size = (buffer.Offset(), buffer.Size()) if hasattr(buffer, "Offset") else (0, 0)
+    if offset + size > len(data):
+        raise ValueError(f"buffer of {size} bytes at {offset} runs past the end of the file")
+    return bytes(data[offset : offset + size])

@@ -37,10 +37,12 @@ CPUS = {
                    "0x4", "0xd0b", "1"),
 }
 
-# name -> (pip requirements, import name of the TFLite runtime)
+# name -> (pip requirements, import name of the TFLite runtime). flatbuffers comes with ai-edge-litert
+# anyway; named here so that x86 gets the arm64 version of the code that reads the metadata (pinned())
 ENVIRONMENTS = {
-    "litert": (["numpy", "Pillow", "ai-edge-litert"], "ai_edge_litert"),
-    "tflite-runtime": (["numpy<2", "Pillow", "tflite-runtime==2.14.0"], "tflite_runtime"),
+    "litert": (["numpy", "Pillow", "ai-edge-litert", "flatbuffers"], "ai_edge_litert"),
+    # tflite-runtime lacks the TFLite schema classes the metadata is read with: the `tflite` package has them
+    "tflite-runtime": (["numpy<2", "Pillow", "tflite-runtime==2.14.0", "tflite==2.18.0"], "tflite_runtime"),
 }
 
 
