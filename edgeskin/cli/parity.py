@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgeskin.cli_args import add_contract_args, stated_from_args
+from edgeskin.cli.args import add_contract_args, stated_from_args
 from edgeskin.runtime.errors import EdgeskinError
 
 

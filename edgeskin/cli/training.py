@@ -1,25 +1,13 @@
-"""`edgeskin` command line: train, distill, cascade, eval, info, convert, predict, parity, bench.
-
-Every user-facing failure is an EdgeskinError, printed as one line `edgeskin: error: ...` with
-exit code 2; tracebacks are for bugs only.
-"""
+"""`edgeskin train`, `distill` and `cascade`: the training commands."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 
-from edgeskin.cli_args import add_contract_args, stated_from_args
 from edgeskin.runtime.errors import EdgeskinError
-
-
-def _add_data_args(p: argparse.ArgumentParser, split_default: str | None) -> None:
-    p.add_argument("--data", help="dataset: folder with labels.csv + images/, a labels CSV, or an ISIC 2019 folder "
-                   "(default: $EDGESKIN_DATA, else ../shared/data/isic-public beside a checkout, else the bundled CC0 set)")
-    p.add_argument("--split", default=split_default, help=f"split to use, or 'all' (default: {split_default})")
 
 
 def _add_training_args(p: argparse.ArgumentParser, epochs: int) -> None:
@@ -52,10 +40,7 @@ def _add_distill_args(p: argparse.ArgumentParser) -> None:
     _add_training_args(p, epochs=30)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeskin", description="SkinDistilViT: train, distill, evaluate and ship to the edge.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_parsers(sub) -> None:
     p = sub.add_parser("train", help="train a teacher (or any registry model) with cross-entropy")
     p.add_argument("--arch", default="skindistilvit-b12", help="registry name, e.g. skindistilvit-ti12")
     p.add_argument("--init", help="start from this checkpoint instead of random weights")
@@ -68,25 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cascade", help="cascading distillation: depth-1 blocks from the teacher, then each from the last")
     p.add_argument("--down-to", type=int, default=1, help="smallest depth to distill (default 1)")
     _add_distill_args(p)
-
-    p = sub.add_parser("eval", help="balanced multi-class accuracy and more on one split")
-    p.add_argument("--checkpoint", required=True)
-    add_contract_args(p)
-    _add_data_args(p, split_default="test")
-    p.add_argument("--exit", type=int, default=None, help="exit block (default: the final head)")
-    p.add_argument("--all-exits", action="store_true", help="also print BMA of every exit head (multi-exit models)")
-    p.add_argument("--json", type=Path, help="also write the full report as JSON here")
-
-    from edgeskin import cli_convert, cli_parity
-
-    cli_convert.add_parsers(sub)
-    cli_parity.add_parsers(sub)
-
-    p = sub.add_parser("info", help="describe a checkpoint or an artifact: its model contract")
-    p.add_argument("checkpoint")
-    add_contract_args(p)
-    p.add_argument("--json", action="store_true")
-    return parser
 
 
 def _threads(count: int | None) -> None:
@@ -215,113 +181,3 @@ def cmd_cascade(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    from edgeskin.data import load_images, open_dataset
-    from edgeskin.evaluate import evaluate
-    from edgeskin.image_sources import resolve_images
-    from edgeskin.model_loading import load_checkpoint
-
-    _threads(None)
-    source = resolve_images(args.data)
-    loaded = load_checkpoint(args.checkpoint, stated=stated_from_args(args))
-    config = loaded.config
-    dataset = open_dataset(source, args.split, config.class_names)
-    images = load_images(dataset, config.preprocess)
-    report = evaluate(loaded.model, images, dataset.labels, exit=args.exit, progress=True)
-    print(f"{config.arch} on {dataset.name} ({report.n} images, exit {args.exit or config.depth})")
-    print(f"BMA {report.bma:.4f}   accuracy {report.accuracy:.4f}")
-    print(f"melanoma sensitivity {report.melanoma_sensitivity:.4f}   specificity {report.melanoma_specificity:.4f}")
-    print(f"{'class':<6} {'recall':>7} {'n':>5}")
-    for name in config.class_names:
-        recall = report.per_class_recall[name]
-        print(f"{name:<6} {'-' if recall != recall else f'{recall:.4f}':>7} {report.support[name]:>5}")
-    per_exit = {}
-    if args.all_exits:
-        print(f"{'exit':<6} {'BMA':>7} {'acc':>7}")
-        for block in config.exit_blocks:
-            per_exit[block] = evaluate(loaded.model, images, dataset.labels, exit=block)
-            print(f"{block:<6} {per_exit[block].bma:>7.4f} {per_exit[block].accuracy:>7.4f}")
-    if args.json:
-        payload = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": loaded.source_sha256, "data": dataset.name,
-                   "exit": args.exit or config.depth, **report.to_dict(),
-                   "per_exit_bma": {str(k): v.bma for k, v in per_exit.items()}}
-        args.json.write_text(json.dumps(payload, indent=2))
-    return 0
-
-
-def _artifact_info(path: Path, as_json: bool) -> int:
-    """The contract an artifact carries: classes, input, preprocessing, normalization, outputs."""
-    from dataclasses import asdict
-
-    from edgeskin.runtime.predictor import peek_metadata
-
-    meta = peek_metadata(path)
-    if as_json:
-        print(json.dumps({"artifact": str(path), **asdict(meta)}, indent=2))
-        return 0
-    norm = meta.normalization or {}
-    print(f"{path}  ({meta.target} {meta.recipe}, {meta.model} exit {meta.exit})")
-    print(f"classes    {', '.join(meta.class_names)}")
-    print(f"input      {meta.input.layout} {'x'.join(map(str, meta.input.shape))} {meta.input.dtype}, RGB 0..255; "
-          f"resize bilinear; crop_border={meta.preprocess.get('crop_border', False)}")
-    if norm:
-        print(f"normalize  mean {tuple(norm['mean'])}, std {tuple(norm['std'])} ({norm.get('applied', 'inside the graph')})")
-    print(f"outputs    {', '.join(f'{i}: {name}' for i, name in enumerate(meta.outputs))}")
-    return 0
-
-
-def cmd_info(args) -> int:
-    from edgeskin.model_loading import load_checkpoint
-    from edgeskin.runtime.metadata import ARTIFACT_SUFFIXES
-
-    if Path(args.checkpoint).suffix in ARTIFACT_SUFFIXES:
-        return _artifact_info(Path(args.checkpoint), args.json)
-    loaded = load_checkpoint(args.checkpoint, stated=stated_from_args(args))
-    params = sum(p.numel() for p in loaded.model.parameters())
-    info = {"checkpoint": str(loaded.source), "format": loaded.source_format, "sha256": loaded.source_sha256,
-            "parameters": params, "config": loaded.config.to_dict(), "provenance": loaded.provenance}
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    c = loaded.config
-    print(f"{loaded.source}  ({loaded.source_format}, sha256 {loaded.source_sha256[:16]}...)")
-    print(f"model      {c.arch}: {c.depth} blocks x {c.embed_dim} wide, {c.num_heads} heads, {params / 1e6:.2f}M parameters")
-    print(f"exits      after blocks {', '.join(map(str, c.exit_blocks))}")
-    print(f"classes    {', '.join(c.class_names)}")
-    print(f"input      {c.img_size}x{c.img_size} RGB 0..255, normalized inside (mean {c.mean}, std {c.std}); crop_border={c.preprocess.crop_border}")
-    for key in ("command", "val_bma", "epoch", "teacher_sha256"):
-        if key in loaded.provenance:
-            print(f"{key:<10} {loaded.provenance[key]}")
-    return 0
-
-
-def _lazy(module: str, name: str):
-    """A command implemented in another module, imported only when that command runs."""
-
-    def run(args) -> int:
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(args)
-
-    return run
-
-
-COMMANDS = {"train": cmd_train, "distill": cmd_distill, "cascade": cmd_cascade, "eval": cmd_eval, "info": cmd_info,
-            "convert": _lazy("edgeskin.cli_convert", "cmd_convert"), "predict": _lazy("edgeskin.cli_convert", "cmd_predict"),
-            "parity": _lazy("edgeskin.cli_parity", "cmd_parity"), "bench": _lazy("edgeskin.cli_parity", "cmd_bench")}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except EdgeskinError as exc:
-        print(f"edgeskin: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("edgeskin: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
