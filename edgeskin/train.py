@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from edgeskin.augment import AugmentConfig, augment_batch
 from edgeskin.checkpoint import save_checkpoint
 from edgeskin.evaluate import evaluate
 from edgeskin.models import SkinViT
+from edgeskin.runtime.errors import EdgeskinError
 
 # outputs of every head (block -> logits), labels, augmented pixels -> loss
 Objective = Callable[[dict[int, torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,7 +41,7 @@ class TrainSettings:
     warmup_epochs: float = 1.0
     seed: int = 42
     precision: str = "fp32"  # or "bf16" (autocast)
-    device: str = "cpu"
+    device: str | None = "cpu"  # None: cuda when available
     max_steps: int | None = None  # stop early (smoke tests, DDP test)
     resume: bool = False
     dump_rank_weights: bool = False  # every rank writes rank<r>.safetensors at the end (DDP check)
@@ -48,6 +49,7 @@ class TrainSettings:
 
 @dataclass
 class TrainResult:
+    arch: str  # the model trained
     best_path: Path
     last_path: Path
     best_val_bma: float
@@ -115,10 +117,19 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * max(0.0, (total - step) / max(1, total - warmup))  # linear decay, as in the paper
 
 
+def _device(requested: str | None) -> str:
+    if requested:
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise EdgeskinError(f"--device {requested}: CUDA is not available on this machine")
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, settings: TrainSettings, provenance: dict) -> TrainResult:
     """Train `model` in place; returns where the best and last weights were written."""
     from tqdm import tqdm
 
+    settings = replace(settings, device=_device(settings.device))
     ddp = _Distributed(settings.device)
     device = torch.device(settings.device)
     if ddp.enabled and device.type == "cuda":  # one GPU per rank
@@ -195,7 +206,7 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
     if settings.dump_rank_weights:
         save_checkpoint(model, out / f"rank{ddp.rank}.safetensors", {"rank": ddp.rank})
     ddp.close()
-    return TrainResult(best_path, last_path, best_bma, best_epoch, history)
+    return TrainResult(model.config.arch, best_path, last_path, best_bma, best_epoch, history)
 
 
 def _settings_dict(settings: TrainSettings) -> dict:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from edgeskin.cli.args import add_contract_args, stated_from_args
-from edgeskin.cli.training import _threads
 
 
 def _add_data_args(p: argparse.ArgumentParser, split_default: str | None) -> None:
@@ -32,36 +31,24 @@ def add_parsers(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from edgeskin.data import load_images, open_dataset
-    from edgeskin.evaluate import evaluate
-    from edgeskin.image_sources import resolve_images
-    from edgeskin.model_loading import load_checkpoint
+    from edgeskin.evaluate import evaluate_checkpoint
 
-    _threads(None)
-    source = resolve_images(args.data)
-    loaded = load_checkpoint(args.checkpoint, stated=stated_from_args(args))
-    config = loaded.config
-    dataset = open_dataset(source, args.split, config.class_names)
-    images = load_images(dataset, config.preprocess)
-    report = evaluate(loaded.model, images, dataset.labels, exit=args.exit, progress=True)
-    print(f"{config.arch} on {dataset.name} ({report.n} images, exit {args.exit or config.depth})")
+    run = evaluate_checkpoint(args.checkpoint, args.data, args.split, stated_from_args(args), exit=args.exit,
+                              all_exits=args.all_exits, progress=True)
+    config, report = run.loaded.config, run.report
+    print(f"{config.arch} on {run.dataset} ({report.n} images, exit {run.exit})")
     print(f"BMA {report.bma:.4f}   accuracy {report.accuracy:.4f}")
     print(f"melanoma sensitivity {report.melanoma_sensitivity:.4f}   specificity {report.melanoma_specificity:.4f}")
     print(f"{'class':<6} {'recall':>7} {'n':>5}")
     for name in config.class_names:
         recall = report.per_class_recall[name]
         print(f"{name:<6} {'-' if recall != recall else f'{recall:.4f}':>7} {report.support[name]:>5}")
-    per_exit = {}
-    if args.all_exits:
+    if run.per_exit:
         print(f"{'exit':<6} {'BMA':>7} {'acc':>7}")
-        for block in config.exit_blocks:
-            per_exit[block] = evaluate(loaded.model, images, dataset.labels, exit=block)
-            print(f"{block:<6} {per_exit[block].bma:>7.4f} {per_exit[block].accuracy:>7.4f}")
+        for block, exit_report in run.per_exit.items():
+            print(f"{block:<6} {exit_report.bma:>7.4f} {exit_report.accuracy:>7.4f}")
     if args.json:
-        payload = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": loaded.source_sha256, "data": dataset.name,
-                   "exit": args.exit or config.depth, **report.to_dict(),
-                   "per_exit_bma": {str(k): v.bma for k, v in per_exit.items()}}
-        args.json.write_text(json.dumps(payload, indent=2))
+        args.json.write_text(json.dumps(run.to_dict(), indent=2))
     return 0
 
 
@@ -93,15 +80,13 @@ def cmd_info(args) -> int:
     if Path(args.checkpoint).suffix in ARTIFACT_SUFFIXES:
         return _artifact_info(Path(args.checkpoint), args.json)
     loaded = load_checkpoint(args.checkpoint, stated=stated_from_args(args))
-    params = sum(p.numel() for p in loaded.model.parameters())
-    info = {"checkpoint": str(loaded.source), "format": loaded.source_format, "sha256": loaded.source_sha256,
-            "parameters": params, "config": loaded.config.to_dict(), "provenance": loaded.provenance}
+    info = loaded.describe()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     c = loaded.config
     print(f"{loaded.source}  ({loaded.source_format}, sha256 {loaded.source_sha256[:16]}...)")
-    print(f"model      {c.arch}: {c.depth} blocks x {c.embed_dim} wide, {c.num_heads} heads, {params / 1e6:.2f}M parameters")
+    print(f"model      {c.arch}: {c.depth} blocks x {c.embed_dim} wide, {c.num_heads} heads, {info['parameters'] / 1e6:.2f}M parameters")
     print(f"exits      after blocks {', '.join(map(str, c.exit_blocks))}")
     print(f"classes    {', '.join(c.class_names)}")
     print(f"input      {c.img_size}x{c.img_size} RGB 0..255, normalized inside (mean {c.mean}, std {c.std}); crop_border={c.preprocess.crop_border}")

@@ -7,8 +7,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgeskin.runtime.errors import EdgeskinError
-
 
 def _add_training_args(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--out", required=True, type=Path, help="run folder: best.safetensors, last.safetensors, log.jsonl")
@@ -55,129 +53,54 @@ def add_parsers(sub) -> None:
     _add_distill_args(p)
 
 
-def _threads(count: int | None) -> None:
-    import os
-
-    import torch
-
-    torch.set_num_threads(count or os.cpu_count() or 1)
-
-
-def _device(requested: str | None) -> str:
-    import torch
-
-    if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise EdgeskinError(f"--device {requested}: CUDA is not available on this machine")
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _image_sets(args, config):
-    from dataclasses import replace
-
-    from edgeskin.data import load_images, open_dataset
-    from edgeskin.image_sources import describe, resolve_images
-    from edgeskin.train import ImageSet
-
-    source = resolve_images(args.data)
-    root = source.label
-    train = open_dataset(source, args.train_split, config.class_names)
-    val = open_dataset(source, args.val_split, config.class_names)
-    cache = replace(config.preprocess, size=round(config.img_size * 450 / 400))  # paper's 400-of-450 crop
-    print(describe("training", len(train), train.name), file=sys.stderr, flush=True)
-    print(describe("validation", len(val), val.name), file=sys.stderr, flush=True)
-    return root, ImageSet(load_images(train, cache), train.labels), ImageSet(load_images(val, config.preprocess), val.labels)
-
-
-def _settings(args):
+def _options(args):
+    """The parsed flags as typed options for edgeskin.training_setup."""
     from edgeskin.train import TrainSettings
+    from edgeskin.training_setup import TrainOptions
 
-    return TrainSettings(out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed,
-                         precision=args.precision, device=_device(args.device), max_steps=args.max_steps,
-                         resume=args.resume, dump_rank_weights=args.dump_rank_weights)
-
-
-def _provenance(args, root, **extra) -> dict:
-    import torch
-
-    return {"command": "edgeskin " + shlex.join(sys.argv[1:]), "data": str(root), "train_split": args.train_split,
-            "val_split": args.val_split, "seed": args.seed, "torch": torch.__version__, **extra}
+    settings = TrainSettings(out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed,
+                             precision=args.precision, device=args.device, max_steps=args.max_steps, resume=args.resume,
+                             dump_rank_weights=args.dump_rank_weights)
+    return TrainOptions(settings, data=args.data, train_split=args.train_split, val_split=args.val_split,
+                        balanced=args.class_weights == "balanced", threads=args.threads,
+                        command="edgeskin " + shlex.join(sys.argv[1:]))
 
 
-def _ce_weights(args, labels, num_classes):
-    from edgeskin.train import class_weights
+def _weights(args):
+    from edgeskin.distill import DistillWeights
 
-    return class_weights(labels, num_classes) if args.class_weights == "balanced" else None
+    return DistillWeights(args.temperature, args.alpha_kd, args.alpha_ce, args.alpha_mse)
+
+
+def _report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _print_result(result, named: bool = True) -> None:
+    name = f"{result.arch}: " if named else ""
+    print(f"{name}best val BMA {result.best_val_bma:.4f} at epoch {result.best_epoch}: {result.best_path}")
 
 
 def cmd_train(args) -> int:
-    import torch
+    from edgeskin import training_setup
 
-    from edgeskin.model_loading import load_checkpoint
-    from edgeskin.models import build_model, config_for
-    from edgeskin.train import cross_entropy_objective, fit
-
-    _threads(args.threads)
-    torch.manual_seed(args.seed)
-    model = load_checkpoint(args.init).model if args.init else build_model(config_for(args.arch), drop_path_rate=args.drop_path)
-    root, train, val = _image_sets(args, model.config)
-    objective = cross_entropy_objective(_ce_weights(args, train.labels, model.config.num_classes))
-    result = fit(model, train, val, objective, _settings(args), _provenance(args, root, arch=model.config.arch))
-    print(f"best val BMA {result.best_val_bma:.4f} at epoch {result.best_epoch}: {result.best_path}")
+    result = training_setup.train(_options(args), args.arch, init=args.init, drop_path=args.drop_path, report=_report)
+    _print_result(result, named=False)
     return 0
 
 
-def _distill_step(args, teacher, teacher_sha256: str, blocks: list[int], data, out_dir: Path):
-    """One distillation: a student of the chosen teacher blocks, trained with the paper's loss."""
-    from edgeskin.distill import DistillWeights, distillation_objective, student_from_teacher
-    from edgeskin.train import fit
-
-    root, train, val = data
-    student = student_from_teacher(teacher, blocks)
-    weights = DistillWeights(args.temperature, args.alpha_kd, args.alpha_ce, args.alpha_mse)
-    objective = distillation_objective(teacher, weights, _ce_weights(args, train.labels, student.config.num_classes))
-    provenance = _provenance(args, root, arch=student.config.arch, teacher_sha256=teacher_sha256,
-                             teacher_blocks=blocks, distill_weights=weights.__dict__)
-    settings = _settings(args)
-    settings.out_dir = out_dir
-    result = fit(student, train, val, objective, settings, provenance)
-    print(f"{student.config.arch}: best val BMA {result.best_val_bma:.4f} at epoch {result.best_epoch}: {result.best_path}")
-    return result
-
-
 def cmd_distill(args) -> int:
-    import torch
+    from edgeskin import training_setup
 
-    from edgeskin.distill import parse_blocks
-    from edgeskin.model_loading import load_checkpoint
-
-    _threads(args.threads)
-    torch.manual_seed(args.seed)
-    loaded = load_checkpoint(args.teacher)
-    blocks = parse_blocks(args.blocks, loaded.config.depth)
-    _distill_step(args, loaded.model, loaded.source_sha256, blocks, _image_sets(args, loaded.config), args.out)
+    _print_result(training_setup.distill(_options(args), args.teacher, args.blocks, _weights(args), report=_report))
     return 0
 
 
 def cmd_cascade(args) -> int:
     """Cascading distillation: model K starts from the first K blocks of model K+1 and is distilled from it."""
-    import torch
+    from edgeskin import training_setup
 
-    from edgeskin.model_loading import load_checkpoint
-
-    _threads(args.threads)
-    torch.manual_seed(args.seed)
-    loaded = load_checkpoint(args.teacher)
-    if not 1 <= args.down_to < loaded.config.depth:
-        raise EdgeskinError(f"--down-to {args.down_to}: must be between 1 and {loaded.config.depth - 1} for a {loaded.config.depth}-block teacher")
-    data = _image_sets(args, loaded.config)
-    teacher, teacher_sha = loaded.model, loaded.source_sha256
-    for depth in range(loaded.config.depth - 1, args.down_to - 1, -1):
-        result = _distill_step(args, teacher, teacher_sha, list(range(depth)), data, args.out / f"depth{depth:02d}")
-        next_teacher = load_checkpoint(result.best_path)
-        teacher, teacher_sha = next_teacher.model, next_teacher.source_sha256
+    for result in training_setup.cascade(_options(args), args.teacher, args.down_to, _weights(args), report=_report):
+        _print_result(result)
     return 0
-
-
