@@ -25,7 +25,6 @@ def _add_training_args(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    p.add_argument("--dump-rank-weights", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", help="dataset (default: $EDGESKIN_DATA, else ../shared/data/isic-public beside a checkout, else the bundled CC0 set)")
 
 
@@ -60,8 +59,7 @@ def _options(args):
 
     settings = TrainSettings(out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed,
-                             precision=args.precision, device=args.device, max_steps=args.max_steps, resume=args.resume,
-                             dump_rank_weights=args.dump_rank_weights)
+                             precision=args.precision, device=args.device, max_steps=args.max_steps, resume=args.resume)
     return TrainOptions(settings, data=args.data, train_split=args.train_split, val_split=args.val_split,
                         balanced=args.class_weights == "balanced", threads=args.threads,
                         command="edgeskin " + shlex.join(sys.argv[1:]))
