@@ -7,7 +7,7 @@ outputs are scaled here, so callers always pass images and get probabilities bac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,11 +125,3 @@ def peek_metadata(path: str | Path) -> ArtifactMetadata:
         return read_artifact_metadata(path)
     return load(path, threads=1).metadata
 
-
-def predict_files(predictor: Predictor, paths: Iterable[Path], top_k: int = 3):
-    """Yield (path, Prediction or EdgeskinError) for each file: a bad file is reported, the run goes on."""
-    for path in paths:
-        try:
-            yield path, predictor.predict(path, top_k)[0]
-        except EdgeskinError as exc:
-            yield path, exc
