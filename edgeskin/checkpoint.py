@@ -39,6 +39,12 @@ class LoadedModel:
     def config(self) -> ModelConfig:
         return self.model.config
 
+    def describe(self) -> dict:
+        """Source, format, hash, parameter count, config and provenance (what `edgeskin info` shows)."""
+        return {"checkpoint": str(self.source), "format": self.source_format, "sha256": self.source_sha256,
+                "parameters": sum(p.numel() for p in self.model.parameters()), "config": self.config.to_dict(),
+                "provenance": self.provenance}
+
 
 def sha256_of(files: Path | list[Path]) -> str:
     """sha256 of a file, or of the named files in name order (an HF checkpoint's weights and configs;

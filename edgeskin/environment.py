@@ -1,6 +1,7 @@
 """What a number was measured on: library versions and a machine fingerprint (stdlib only).
 
-The benchmark worker imports this without torch, so it must stay dependency-free.
+The benchmark worker imports this without torch, so it must stay dependency-free (torch is
+imported inside use_torch_threads only).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def cpu_model() -> str:
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def use_torch_threads(count: int | None = None) -> None:
+    """torch's CPU threads for this process: `count`, else every core this process may use."""
+    import torch
+
+    torch.set_num_threads(count or usable_cores())
 
 
 def fingerprint() -> dict:

@@ -7,13 +7,14 @@ best validation-BMA weights in `best.safetensors`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from edgeskin.augment import AugmentConfig, augment_batch
 from edgeskin.checkpoint import save_checkpoint
 from edgeskin.evaluate import evaluate
 from edgeskin.models import SkinViT
+from edgeskin.runtime.errors import EdgeskinError
 
 # outputs of every head (block -> logits), labels, augmented pixels -> loss
 Objective = Callable[[dict[int, torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,14 +42,14 @@ class TrainSettings:
     warmup_epochs: float = 1.0
     seed: int = 42
     precision: str = "fp32"  # or "bf16" (autocast)
-    device: str = "cpu"
+    device: str | None = "cpu"  # None: cuda when available
     max_steps: int | None = None  # stop early (smoke tests, DDP test)
     resume: bool = False
-    dump_rank_weights: bool = False  # every rank writes rank<r>.safetensors at the end (DDP check)
 
 
 @dataclass
 class TrainResult:
+    arch: str  # the model trained
     best_path: Path
     last_path: Path
     best_val_bma: float
@@ -99,6 +101,27 @@ class _Distributed:
             dist.destroy_process_group()
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names and raw bytes: equal digests mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _rank_digests(model: SkinViT, ddp: _Distributed) -> list[str] | None:
+    """Under DDP, every rank's weights_digest (every rank must call this). Gradients are all-reduced,
+    so the ranks must agree; if they do not, the run stops instead of saving one rank's drift."""
+    if not ddp.enabled:
+        return None
+    digests: list[str | None] = [None] * ddp.world
+    dist.all_gather_object(digests, weights_digest(model.state_dict()))
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"DDP ranks hold different weights: {digests}")
+    return digests
+
+
 def _adamw(model: SkinViT, settings: TrainSettings) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not on biases, norms, position embedding, CLS token)."""
     decayed, plain = [], []
@@ -115,10 +138,19 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * max(0.0, (total - step) / max(1, total - warmup))  # linear decay, as in the paper
 
 
+def _device(requested: str | None) -> str:
+    if requested:
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise EdgeskinError(f"--device {requested}: CUDA is not available on this machine")
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, settings: TrainSettings, provenance: dict) -> TrainResult:
     """Train `model` in place; returns where the best and last weights were written."""
     from tqdm import tqdm
 
+    settings = replace(settings, device=_device(settings.device))
     ddp = _Distributed(settings.device)
     device = torch.device(settings.device)
     if ddp.enabled and device.type == "cuda":  # one GPU per rank
@@ -178,11 +210,14 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - began, 1)}
+        digests = _rank_digests(model, ddp)
         if ddp.is_main:
             report = evaluate(model, val.images, val.labels)
             record.update(val_bma=report.bma, val_accuracy=report.accuracy)
             history.append(record)
             meta = {**provenance, "epoch": epoch + 1, "val_bma": report.bma, "settings": _settings_dict(settings), "history": history}
+            if digests:  # what every rank held when these weights were saved
+                meta["rank_weights_sha256"] = digests
             save_checkpoint(model, last_path, meta)
             if report.bma > best_bma:
                 best_bma, best_epoch = report.bma, epoch + 1
@@ -192,10 +227,8 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
             with open(out / "log.jsonl", "a") as log:
                 log.write(json.dumps(record) + "\n")
             print(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}  val BMA {report.bma:.4f}  acc {report.accuracy:.4f}  ({record['seconds']} s)", file=sys.stderr)
-    if settings.dump_rank_weights:
-        save_checkpoint(model, out / f"rank{ddp.rank}.safetensors", {"rank": ddp.rank})
     ddp.close()
-    return TrainResult(best_path, last_path, best_bma, best_epoch, history)
+    return TrainResult(model.config.arch, best_path, last_path, best_bma, best_epoch, history)
 
 
 def _settings_dict(settings: TrainSettings) -> dict:

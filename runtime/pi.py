@@ -19,8 +19,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .classify import Classified, Tally, classify, file_sources
 from .errors import EdgeskinError
-from .reporting import expand_inputs, median, problem_of, result_record
+from .reporting import problem_of, result_record
 
 PROG = "edgeskin-pi"
 CAMERA_SIZE = (1024, 768)
@@ -88,24 +89,6 @@ def _camera_frames(camera, every: float | None, frames: int | None):
         camera.close()
 
 
-def _classify(predictor, sources, config, top_k: int):
-    """(name, Prediction or EdgeskinError, inference ms, total ms incl. decode) per source."""
-    from .preprocess import preprocess
-
-    for name, source in sources:
-        start = time.perf_counter()
-        try:
-            pixels = preprocess(source, config)
-            begin = time.perf_counter()
-            prediction = predictor.predict_pixels(pixels, top_k)
-            done = time.perf_counter()
-            yield name, prediction, (done - begin) * 1e3, (done - start) * 1e3
-        except EdgeskinError as exc:
-            yield name, exc, None, None
-        except (RuntimeError, ValueError) as exc:  # a runtime failing on invoke: report, go on
-            yield name, EdgeskinError.about(name, f"inference failed ({exc})"), None, None
-
-
 class _Table:
     """Aligned text rows, printed as results arrive (a camera run never ends on its own)."""
 
@@ -113,21 +96,25 @@ class _Table:
         self.width = max(12, min(width, 60))
         print(f"{'image':<{self.width}}  {'label':<6} {'prob':>6}  {f'top-{top_k}':<{top_k * 12}} {'infer ms':>9} {'total ms':>9}")
 
-    def row(self, name: str, result, infer_ms, total_ms) -> None:
+    def row(self, item: Classified) -> None:
+        name, result = item.name, item.result
         shown = name if len(name) <= self.width else "..." + name[-(self.width - 3):]
-        if isinstance(result, EdgeskinError):
+        if item.failed:
             print(f"{shown:<{self.width}}  error: {problem_of(result, name)}", flush=True)
             return
         ranked = "  ".join(f"{n} {p:.3f}" for n, p in result.top_k)
         print(f"{shown:<{self.width}}  {result.label:<6} {result.probability:>6.3f}  {ranked:<{len(result.top_k) * 12}} "
-              f"{infer_ms:>9.1f} {total_ms:>9.1f}", flush=True)
+              f"{item.infer_ms:>9.1f} {item.total_ms:>9.1f}", flush=True)
 
 
-def _summary(predictor, count: int, failures: int, infer: list[float], total: list[float]) -> dict:
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _summary(predictor, tally: Tally) -> dict:
     meta = predictor.metadata
-    return {"images": count, "classified": count - failures, "failures": failures,
-            "p50_latency_ms": None if not infer else round(median(infer), 3),
-            "p50_total_ms": None if not total else round(median(total), 3),
+    return {"images": tally.count, "classified": tally.count - tally.failures, "failures": tally.failures,
+            "p50_latency_ms": _rounded(tally.p50_infer_ms), "p50_total_ms": _rounded(tally.p50_total_ms),
             "model": str(predictor.path), "recipe": meta.recipe, "runtime": predictor.runtime,
             "threads": predictor.backend.threads,
             "outputs": [{"name": n, "dtype": s.dtype, "scale": s.scale, "zero_point": s.zero_point}
@@ -151,37 +138,32 @@ def run(args) -> int:
     if camera is not None:
         sources, width = _camera_frames(camera, args.every, args.frames), 22
     else:
-        files = expand_inputs(args.inputs)
-        sources, width = ((str(p), p) for p in files), max((len(str(p)) for p in files), default=12)
+        sources = file_sources(args.inputs)
+        width = max((len(name) for name, _ in sources), default=12)
     table = None
     if not args.json:
         meta = predictor.metadata
         print(f"{args.model}: {meta.model} exit {meta.exit}, recipe {meta.recipe}, {len(meta.class_names)} classes; "
               f"{predictor.runtime}, {predictor.backend.threads} threads")
         table = _Table(width, args.top_k)
-    count, failures, infer, total, interrupted = 0, 0, [], [], False
+    tally, interrupted = Tally(), False
     try:
-        for name, result, infer_ms, total_ms in _classify(predictor, sources, config, args.top_k):
-            count += 1
-            if isinstance(result, EdgeskinError):
-                failures += 1
-            else:
-                infer.append(infer_ms)
-                total.append(total_ms)
+        for item in classify(predictor, sources, args.top_k, config):
+            tally.add(item)
             if table is None:
-                print(json.dumps(result_record(name, result, infer_ms, raw=args.raw)), flush=True)
+                print(json.dumps(result_record(item.name, item.result, item.infer_ms, raw=args.raw)), flush=True)
             else:
-                table.row(name, result, infer_ms, total_ms)
+                table.row(item)
     except KeyboardInterrupt:
         interrupted = camera is None  # Ctrl-C is how a camera run with --every ends
-    summary = _summary(predictor, count, failures, infer, total)
+    summary = _summary(predictor, tally)
     if table is None:
         print(json.dumps({"summary": summary}))
     else:
         p50 = "n/a" if summary["p50_latency_ms"] is None else f"{summary['p50_latency_ms']:.1f} ms"
         with_decode = "" if summary["p50_total_ms"] is None else f" ({summary['p50_total_ms']:.1f} ms with decode and resize)"
-        print(f"{count} images, {failures} failures, p50 latency {p50}{with_decode}")
-    return 130 if interrupted else (1 if failures else 0)
+        print(f"{tally.count} images, {tally.failures} failures, p50 latency {p50}{with_decode}")
+    return 130 if interrupted else (1 if tally.failures else 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ outputs are scaled here, so callers always pass images and get probabilities bac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,11 +101,3 @@ def load(path: str | Path, threads: int | None = None, coreml_checker: bool = Fa
     metadata = read_artifact_metadata(path)
     return Predictor(path, format_of(path).open_backend(path, threads, coreml_checker), metadata)
 
-
-def predict_files(predictor: Predictor, paths: Iterable[Path], top_k: int = 3):
-    """Yield (path, Prediction or EdgeskinError) for each file: a bad file is reported, the run goes on."""
-    for path in paths:
-        try:
-            yield path, predictor.predict(path, top_k)[0]
-        except EdgeskinError as exc:
-            yield path, exc

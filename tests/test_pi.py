@@ -123,6 +123,35 @@ def test_expand_inputs_sorted_recursive_hidden_skipped(tmp_path):
     assert expand_inputs([tmp_path, single]) == [tmp_path / "a" / "z.png", tmp_path / "b.jpg", tmp_path / "c.txt", single]
 
 
+def test_the_loop_predict_and_pi_share_reports_bad_files_and_goes_on(samples_dir, tmp_path):
+    """runtime.classify: a bad file and a runtime failing on invoke are each one failed item, in order."""
+    from edgeskin.runtime.classify import Tally, classify, file_sources
+    from edgeskin.runtime.preprocess import PreprocessConfig
+
+    class FailsOnSecondImage:  # stands in for a Predictor: its config, and a runtime that breaks once
+        preprocess_config = PreprocessConfig()
+        calls = 0
+
+        def predict_pixels(self, pixels, top_k):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("invoke failed")
+            return f"top-{top_k} of {pixels.shape}"
+
+    for name in ("a.jpg", "b.txt", "c.jpg", "d.jpg"):
+        source = samples_dir / "ISIC_0000002.jpg"
+        (tmp_path / name).write_bytes(b"notes" if name.endswith(".txt") else source.read_bytes())
+    tally = Tally()
+    items = list(classify(FailsOnSecondImage(), file_sources([tmp_path]), top_k=2))
+    for item in items:
+        tally.add(item)
+    assert [Path(i.name).name for i in items] == ["a.jpg", "b.txt", "c.jpg", "d.jpg"]
+    assert [i.failed for i in items] == [False, True, True, False]
+    assert "not an image" in str(items[1].result) and "inference failed (invoke failed)" in str(items[2].result)
+    assert items[0].result == "top-2 of (224, 224, 3)" and items[0].total_ms >= items[0].infer_ms > 0
+    assert (tally.count, tally.failures, len(tally.infer_ms)) == (4, 2, 2) and tally.p50_total_ms >= tally.p50_infer_ms
+
+
 def test_crop_border_recovers_the_unframed_image(fp32, samples_dir, tmp_path):
     """A real image inside a wide black frame: with --crop-border the model sees (nearly) the image itself."""
     image = np.asarray(Image.open(samples_dir / "ISIC_0000015.jpg").convert("RGB").resize((300, 300)))

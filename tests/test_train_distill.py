@@ -105,3 +105,21 @@ def test_kd_loss_matches_the_paper_formula():
     mse = ((student_logits - teacher_logits) ** 2).mean()
     expected = 0.5 * t * t * kl + 1.0 * ce + 0.25 * mse
     assert math.isclose(loss.item(), expected.item(), rel_tol=1e-6)
+
+
+def test_distill_from_python_with_typed_options(tmp_path, bundled_dir):
+    """edgeskin.training_setup is what `edgeskin distill` runs; it takes options, not parsed flags."""
+    from edgeskin.checkpoint import save_checkpoint
+    from edgeskin.training_setup import TrainOptions, distill
+
+    teacher = save_checkpoint(perturbed_model("skindistilvit-ti2"), tmp_path / "teacher.safetensors")
+    settings = TrainSettings(out_dir=tmp_path / "student", epochs=1, batch_size=8, max_steps=1)
+    options = TrainOptions(settings, data=bundled_dir, train_split="val", val_split="val", balanced=True, threads=1,
+                           command="from a test")
+    messages = []
+    result = distill(options, teacher, "last1", DistillWeights(temperature=3.0), report=messages.append)
+    assert result.arch == "skindistilvit-ti1" and result.best_path.parent == tmp_path / "student"
+    assert any(m.startswith("training: ") for m in messages)
+    provenance = load_checkpoint(result.best_path).provenance
+    assert provenance["teacher_blocks"] == [1] and provenance["command"] == "from a test"
+    assert provenance["distill_weights"]["temperature"] == 3.0 and provenance["settings"]["device"] == "cpu"

@@ -6,8 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgeskin.cli_args import add_contract_args, stated_from_args
-from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.cli.args import add_contract_args, stated_from_args
 
 
 def add_parsers(sub) -> None:
@@ -36,27 +35,6 @@ def add_parsers(sub) -> None:
     add_contract_args(p)
 
 
-def _reference(args, artifacts: list[tuple[Path, Path | None]], required: bool) -> Path | None:
-    """--reference, else the one source checkpoint named by the artifacts' manifests."""
-    from edgeskin.manifest import read_manifest
-
-    if args.reference is not None:
-        if not args.reference.exists():
-            raise EdgeskinError.about(args.reference, "no such reference checkpoint")
-        return args.reference
-    sources = set()
-    for _, manifest in artifacts:
-        if manifest is not None:
-            sources.add(read_manifest(manifest).source_checkpoint.path)
-    if len(sources) == 1 and Path(next(iter(sources))).exists():
-        found = Path(next(iter(sources)))
-        print(f"reference: {found} (from the manifest)", file=sys.stderr)
-        return found
-    if required:
-        raise EdgeskinError("no reference checkpoint: pass --reference CHECKPOINT (the PyTorch model the artifacts came from)")
-    return None
-
-
 def print_rows(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
@@ -65,14 +43,19 @@ def print_rows(rows: list[list[str]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def _report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def cmd_parity(args) -> int:
+    from edgeskin.bench_check import find_reference
     from edgeskin.image_sources import resolve_images
     from edgeskin.parity_check import ParityRequest, expand_artifacts, run_parity
     from edgeskin.reports import check_report_folder, table_notes, table_rows, write_reports
 
     resolve_images(args.data)  # a --data path that does not exist fails before any work
     artifacts = expand_artifacts(args.artifacts)
-    reference = _reference(args, artifacts, required=True)
+    reference = find_reference(args.reference, artifacts, required=True, report=_report)
     request = ParityRequest(artifacts=args.artifacts, reference=reference, data=args.data, split=args.split,
                             explain=args.explain, explain_images=args.explain_images, bench=not args.no_bench,
                             bench_runs=args.runs, threads=args.threads, stated=stated_from_args(args))
@@ -99,31 +82,16 @@ def cmd_parity(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from edgeskin.benchmark import benchmark, latency_caveat, latency_mark
-    from edgeskin.data import load_images, open_dataset
-    from edgeskin.environment import fingerprint, usable_cores
-    from edgeskin.image_sources import describe, resolve_images
-    from edgeskin.model_loading import load_checkpoint
-    from edgeskin.parity_check import expand_artifacts
-    from edgeskin.runtime.formats import read_artifact_metadata
-    from edgeskin.runtime.preprocess import PreprocessConfig
+    from edgeskin.bench_check import BenchRequest, run_bench
+    from edgeskin.benchmark import latency_caveat, latency_mark
 
-    artifacts = expand_artifacts(args.artifacts)
-    reference = _reference(args, artifacts, required=False)
-    first = artifacts[0][0]
-    meta = read_artifact_metadata(first)
-    config = load_checkpoint(reference, stated=stated_from_args(args)).config.preprocess if reference else PreprocessConfig.from_dict(meta.preprocess)
-    dataset = open_dataset(resolve_images(args.data), args.split)
-    pixels = load_images(dataset, config, progress=False)[: args.images]
-    print(describe("bench", len(pixels), dataset.name, "cycled"), file=sys.stderr)
-    threads = args.threads or usable_cores()
-    env = fingerprint()
-    exit = meta.exit
-    base, results = benchmark([a for a, _ in artifacts], (reference, exit) if reference else None, pixels, threads, args.runs,
-                              progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
-    print(f"{env['cpu']}, {env['cores']} cores, {threads} threads, python {env['python']}; "
+    request = BenchRequest(args.artifacts, reference=args.reference, data=args.data, split=args.split, images=args.images,
+                           runs=args.runs, threads=args.threads, stated=stated_from_args(args))
+    run = run_bench(request, report=_report)
+    env, base, results = run.environment, run.reference, run.artifacts
+    print(f"{env['cpu']}, {env['cores']} cores, {run.threads} threads, python {env['python']}; "
           + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()))
-    print(f"{len(pixels)} real images from {dataset.name}, cycled; {args.runs} timed runs after 5 warm-up, batch 1, one process per backend")
+    print(f"{run.images} real images from {run.dataset}, cycled; {args.runs} timed runs after 5 warm-up, batch 1, one process per backend")
     rows = [["model", "backend", "load s", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak RSS MB", "vs PyTorch"]]
     for r in ([base] if base else []) + results:
         ratio = "1.00x" if r is base else (f"{r.ratio_to_reference:.2f}x" if r.ratio_to_reference is not None else "-")
@@ -135,6 +103,5 @@ def cmd_bench(args) -> int:
     if caveat:
         print(caveat)
     if args.json:
-        args.json.write_text(json.dumps({"environment": env, "images": dataset.name, "reference": base.to_dict() if base else None,
-                                         "artifacts": [r.to_dict() for r in results]}, indent=2) + "\n")
+        args.json.write_text(json.dumps(run.to_dict(), indent=2) + "\n")
     return 0

@@ -8,8 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from edgeskin.cli_args import add_contract_args, stated_from_args
-from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.cli.args import add_contract_args, stated_from_args
 
 
 def add_parsers(sub) -> None:
@@ -82,13 +81,14 @@ def print_table(conversion) -> None:
 
 
 def cmd_predict(args) -> int:
-    from edgeskin.runtime.predictor import load, predict_files
-    from edgeskin.runtime.reporting import expand_inputs, result_line, result_record
+    from edgeskin.runtime.classify import Tally, classify, file_sources
+    from edgeskin.runtime.predictor import load
+    from edgeskin.runtime.reporting import result_line, result_record
 
     predictor = load(args.artifact, threads=args.threads)
-    failures = 0
-    # folders expand exactly as in edgeskin-pi (one function), so both report the same files
-    for path, result in predict_files(predictor, expand_inputs(args.images), args.top_k):
-        failures += isinstance(result, EdgeskinError)
-        print(json.dumps(result_record(path, result)) if args.json else result_line(path, result))
-    return 1 if failures else 0
+    tally = Tally()
+    # the loop and the folder expansion of edgeskin-pi, so both report the same files the same way
+    for item in classify(predictor, file_sources(args.images), args.top_k):
+        tally.add(item)
+        print(json.dumps(result_record(item.name, item.result)) if args.json else result_line(item.name, item.result))
+    return 1 if tally.failures else 0

@@ -1,0 +1,81 @@
+"""The one classification loop of the commands that classify many images: `edgeskin predict`
+and `edgeskin-pi`, so both expand folders, time, and report bad files the same way.
+
+Each source gives one Classified: a Prediction, or the EdgeskinError that stopped it (the run
+goes on to the next source), with timings; a Tally sums a run up for its summary and exit code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EdgeskinError
+from .predictor import Prediction, Predictor
+from .preprocess import ImageSource, PreprocessConfig, preprocess
+from .reporting import expand_inputs, median
+
+
+@dataclass(frozen=True)
+class Classified:
+    name: str
+    result: Prediction | EdgeskinError
+    infer_ms: float | None = None  # the model alone
+    total_ms: float | None = None  # decode, resize and the model
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.result, EdgeskinError)
+
+
+def file_sources(arguments: Iterable[str | Path]) -> list[tuple[str, Path]]:
+    """(name, path) for each file the arguments name, folders expanded by expand_inputs."""
+    return [(str(path), path) for path in expand_inputs(arguments)]
+
+
+def classify(predictor: Predictor, sources: Iterable[tuple[str, ImageSource]], top_k: int = 3,
+             config: PreprocessConfig | None = None) -> Iterator[Classified]:
+    """Classify each (name, image) in turn; `config` overrides the artifact's preprocessing."""
+    config = config or predictor.preprocess_config
+    for name, source in sources:
+        start = time.perf_counter()
+        try:
+            pixels = preprocess(source, config)
+            begin = time.perf_counter()
+            prediction = predictor.predict_pixels(pixels, top_k)
+        except EdgeskinError as exc:
+            yield Classified(name, exc)
+            continue
+        except (RuntimeError, ValueError) as exc:  # a runtime failing on invoke: report, go on
+            yield Classified(name, EdgeskinError.about(name, f"inference failed ({exc})"))
+            continue
+        done = time.perf_counter()
+        yield Classified(name, prediction, (done - begin) * 1e3, (done - start) * 1e3)
+
+
+@dataclass
+class Tally:
+    """Counts and timings of a run so far (a camera run is summed up when it is interrupted)."""
+
+    count: int = 0
+    failures: int = 0
+    infer_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+
+    def add(self, item: Classified) -> None:
+        self.count += 1
+        if item.failed:
+            self.failures += 1
+        else:
+            self.infer_ms.append(item.infer_ms)
+            self.total_ms.append(item.total_ms)
+
+    @property
+    def p50_infer_ms(self) -> float | None:
+        return median(self.infer_ms)
+
+    @property
+    def p50_total_ms(self) -> float | None:
+        return median(self.total_ms)
