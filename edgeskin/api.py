@@ -65,7 +65,7 @@ def load_model(model, *, classes: Sequence[str] | None = None, mean=None, std=No
 
     if isinstance(model, LoadedModel):
         return model
-    from edgeskin.hf_import import import_module
+    from edgeskin.module_import import import_module
 
     return import_module(model, stated)
 

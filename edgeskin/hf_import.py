@@ -1,4 +1,5 @@
-"""Import foreign checkpoints into SkinViT: the paper's Hugging Face layouts and timm state dicts.
+"""Import foreign checkpoint files into SkinViT: the paper's Hugging Face layouts and timm state dicts
+(in-memory modules: edgeskin.module_import).
 
 Layouts (from the paper's public code): ViTForImageClassification (`vit.` + `classifier`),
 DistilViT (`distilvit.` + `classifier`), FCViT (`vit.` + one `classifiers.i` per block, where
@@ -111,7 +112,7 @@ def import_foreign(path: Path, arch: str | None = None, stated: StatedContract |
     state = _read_state(path)
     if _hf_prefix(state):
         return _import_hf(path.parent, path, sha256_of([path]), stated, source=path, state=state)
-    return _import_timm(path, state, arch, stated)
+    return import_timm_state(path, state, arch, stated)
 
 
 # --- Hugging Face layouts ----------------------------------------------------------------------
@@ -303,7 +304,7 @@ def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows:
 # --- timm state dicts ----------------------------------------------------------------------------
 
 
-def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContract, num_heads: int | None = None,
+def import_timm_state(path: Path, state: dict, arch: str | None, stated: StatedContract, num_heads: int | None = None,
                  digest: str | None = None) -> LoadedModel:
     if any(k.startswith("vit.blocks.") for k in state):  # our own key names without metadata
         state = {k[4:] if k.startswith("vit.") else k: v for k, v in state.items()}
@@ -347,44 +348,3 @@ def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContra
         ours[key if key.startswith("exits.") else f"vit.{key}"] = value
     model = model_from_state(config, ours, path)
     return LoadedModel(model, path, digest or sha256_of([path]), "timm", {"imported_from": "timm"})
-
-
-def import_module(module: torch.nn.Module, stated: StatedContract) -> LoadedModel:
-    """An in-memory model: a SkinViT (its own contract, stated facts override) or a timm
-    VisionTransformer with a CLS-token head (classes and normalization must be stated)."""
-    from edgeskin.models import SkinViT
-
-    source = Path(f"<in-memory {type(module).__name__}>")
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    digest = _state_digest(state)
-    if isinstance(module, SkinViT):
-        config = stated.apply(module.config, source)
-        return LoadedModel(model_from_state(config, state, source), source, digest, "module", {"imported_from": "module"})
-    timm_vit = all(hasattr(module, a) for a in ("cls_token", "blocks", "patch_embed", "head"))
-    if not timm_vit or getattr(module, "global_pool", "token") != "token" or getattr(module, "cls_token", None) is None:
-        raise EdgeskinError(f"{type(module).__name__}: edgeskin converts a SkinViT, a timm VisionTransformer with a CLS-token "
-                            "head, or a checkpoint path; for other models save a timm or Hugging Face ViT checkpoint")
-    heads = getattr(module.blocks[0].attn, "num_heads", None)
-    return _import_timm(source, state, None, _with_pretrained_cfg(stated, module), num_heads=heads, digest=digest)
-
-
-def _with_pretrained_cfg(stated: StatedContract, module) -> StatedContract:
-    """A timm module carries its normalization in pretrained_cfg (mean/std): a fact read, unless stated."""
-    from dataclasses import replace
-
-    cfg = getattr(module, "pretrained_cfg", None) or {}
-    mean, std = cfg.get("mean"), cfg.get("std")
-    if stated.mean is None and stated.std is None and mean is not None and std is not None and len(mean) == len(std) == 3:
-        return replace(stated, mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
-    return stated
-
-
-def _state_digest(state: dict[str, torch.Tensor]) -> str:
-    """sha256 over names and raw bytes, in name order: the in-memory model's identity in manifests."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

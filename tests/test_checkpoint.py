@@ -123,7 +123,7 @@ def test_timm_state_dict_with_unk_output_drops_it(tmp_path, pixels):
 def test_in_memory_timm_module_reads_its_pretrained_cfg_normalization():
     import timm
 
-    from edgeskin.hf_import import import_module
+    from edgeskin.module_import import import_module
 
     module = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, depth=1).eval()
     module.pretrained_cfg = {**module.pretrained_cfg, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
