@@ -133,3 +133,13 @@ def test_onnx_conversion_passes_and_divergence_says_there_are_no_blocks(tmp_path
     divergence = run.checks[0].divergence
     assert [s.name for s in divergence.stages] == ["logits"] and divergence.stages[0].error < 1e-4
     assert divergence.explanation.startswith("no transformer blocks to compare (module-TinyNet is a generic module), logits only")
+
+
+def test_core_ml_takes_the_stated_input_size(tmp_path, bundled_dir):
+    """The package's image input is the model's size, not a fixed 224 (which a conv net with
+    global pooling would even accept, silently fed other pixels than the verdict's)."""
+    result = edgeskin.convert(tiny_net(), target="coreml", recipes="fp32", out=tmp_path / "out", classes=ISIC_CLASSES,
+                              mean=MEAN, std=STD, data=bundled_dir, input_size=160)
+    (artifact,) = result.artifacts
+    assert result.passed and tuple(result.manifest["artifacts"][0]["input"]["shape"]) == (1, 3, 160, 160)
+    assert edgeskin.load(artifact.path).predict(bundled_dir / "images" / "ISIC_0000002.jpg")[0].label in ISIC_CLASSES
