@@ -10,7 +10,8 @@ transformers 5's (`layers.N.attention.q_proj`); weights may be one file or shard
 `*.index.json`. A 9th output, UNK, is never a label: it is dropped.
 
 Class names and normalization come from the checkpoint where it carries them (id2label,
-preprocessor_config.json), else from what the user states (edgeskin.contract); never assumed.
+preprocessor_config.json, read with its resize by edgeskin.hf_preprocessor), else from what the
+user states (edgeskin.contract); never assumed.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import torch
 
 from edgeskin.checkpoint import LoadedModel, model_from_state, read_safetensors, sha256_of
 from edgeskin.contract import StatedContract
+from edgeskin.hf_preprocessor import read_json, read_preprocessing
 from edgeskin.models.config import ISIC_CLASSES, UNKNOWN_CLASS, WIDTHS, ModelConfig, config_for
 from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.preprocess import PreprocessConfig
 
 ISIC2019_OUTPUTS = (*ISIC_CLASSES, UNKNOWN_CLASS)  # the ISIC 2019 ground-truth column order
 _HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -118,20 +121,10 @@ def import_foreign(path: Path, arch: str | None = None, stated: StatedContract |
 # --- Hugging Face layouts ----------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeskinError.about(path, f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise EdgeskinError.about(path, "expected a JSON object")
-    return data
-
-
 def _read_hf_config(path: Path) -> dict:
     if not path.is_file():
         raise EdgeskinError.about(path, "missing: a Hugging Face checkpoint needs its config.json")
-    return _read_json(path)
+    return read_json(path)
 
 
 def _output_labels(hf_config: dict, num_outputs: int, stated: StatedContract, source: Path) -> list[str]:
@@ -148,29 +141,6 @@ def _output_labels(hf_config: dict, num_outputs: int, stated: StatedContract, so
         raise EdgeskinError.about(source, f"id2label does not name the head's {num_outputs} outputs: pass --classes "
                                   f"(or --classes-file) in output order ({PAPER_CLASSES_HINT})")
     return [label.upper() if label.upper() in ISIC2019_OUTPUTS else label for label in labels]
-
-
-def _normalization(folder: Path, stated: StatedContract) -> dict:
-    """mean/std from --mean/--std, else preprocessor_config.json (image_mean, image_std)."""
-    found: dict = {}
-    path = folder / "preprocessor_config.json"
-    if path.is_file():
-        processor = _read_json(path)
-        for key, ours in (("image_mean", "mean"), ("image_std", "std")):
-            value = processor.get(key)
-            if value is not None:
-                if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)):
-                    raise EdgeskinError.about(path, f"{key} must be three numbers (R, G, B)")
-                found[ours] = tuple(float(v) for v in value)
-    if stated.mean is not None:
-        found["mean"] = stated.mean
-    if stated.std is not None:
-        found["std"] = stated.std
-    missing = [f"--{k}" for k in ("mean", "std") if k not in found]
-    if missing:
-        raise EdgeskinError.about(folder, f"no preprocessor_config.json with image_mean/image_std: pass {' and '.join(missing)} "
-                                  "(the normalization the model was trained with; the paper's: 0.5,0.5,0.5)")
-    return found
 
 
 def _class_rows(labels: list[str]) -> tuple[list[int], tuple[str, ...]]:
@@ -216,6 +186,7 @@ def _import_hf(folder: Path, weights: Path, digest: str, stated: StatedContract,
         embed_dim = int(hf["hidden_size"])
         num_heads = int(hf["num_attention_heads"])
         mlp_ratio = int(hf.get("intermediate_size", 4 * embed_dim)) / embed_dim
+        img_size = int(hf.get("image_size", 224))
     except (KeyError, TypeError, ValueError) as exc:
         raise EdgeskinError.about(config_path, f"missing or invalid ViT field {exc}") from None
     head_key = f"classifiers.{depth - 1}.weight" if multi_exit else "classifier.weight"
@@ -223,7 +194,7 @@ def _import_hf(folder: Path, weights: Path, digest: str, stated: StatedContract,
         raise EdgeskinError.about(weights, f"no classifier weights ({head_key})")
     labels = _output_labels(hf, state[head_key].shape[0], stated, config_path)
     rows, class_names = _class_rows(labels)
-    normalization = _normalization(folder, stated)
+    preprocessing = read_preprocessing(folder, img_size, stated)
     probs = PROBS_ARCHITECTURE in (hf.get("architectures") or [])
     if probs and not multi_exit:
         raise EdgeskinError.about(config_path, f"says {PROBS_ARCHITECTURE} but the weights have one classifier, not one per block")
@@ -234,13 +205,14 @@ def _import_hf(folder: Path, weights: Path, digest: str, stated: StatedContract,
         num_heads=num_heads,
         mlp_ratio=mlp_ratio,
         patch_size=int(hf.get("patch_size", 16)),
-        img_size=int(hf.get("image_size", 224)),
+        img_size=img_size,
         exits=tuple(range(1, depth)) if multi_exit else (),
         class_names=class_names,
         layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
         qkv_bias=bool(hf.get("qkv_bias", True)),
-        mean=normalization["mean"],
-        std=normalization["std"],
+        mean=preprocessing.mean,
+        std=preprocessing.std,
+        preprocess=PreprocessConfig(size=img_size, resample=preprocessing.resample),
     )
     config = stated.preprocessing_only().apply(config, source)  # classes and normalization are set above
     ours = _hf_to_skinvit(state, prefix, depth, multi_exit, rows, weights, config.arch, shared_head=probs)
@@ -339,6 +311,7 @@ def import_timm_state(path: Path, state: dict, arch: str | None, stated: StatedC
         class_names=class_names,
         mean=stated.mean,
         std=stated.std,
+        preprocess=PreprocessConfig(size=grid * patch),  # images resized to what the position embeddings take
     )
     config = stated.preprocessing_only().apply(config, path)  # classes and normalization are set above
     ours = {}
