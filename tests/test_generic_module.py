@@ -135,6 +135,17 @@ def test_onnx_conversion_passes_and_divergence_says_there_are_no_blocks(tmp_path
     assert divergence.explanation.startswith("no transformer blocks to compare (module-TinyNet is a generic module), logits only")
 
 
+def test_tflite_through_onnx2tf_passes(tmp_path, bundled_dir, sample_pixels):
+    module = tiny_net(seed=2)
+    result = edgeskin.convert(module, target="tflite", recipes="fp32", out=tmp_path / "out", classes=ISIC_CLASSES, mean=MEAN,
+                              std=STD, data=bundled_dir)
+    (artifact,) = result.artifacts
+    assert result.passed and artifact.parity.max_abs_logit_diff < 1e-4
+    ours = np.stack([edgeskin.load(artifact.path).predict_pixels(p).logits for p in sample_pixels[:4]])
+    with torch.no_grad():
+        np.testing.assert_allclose(ours, module(_normalized(sample_pixels[:4])).numpy(), atol=1e-4, rtol=0)
+
+
 def test_core_ml_takes_the_stated_input_size(tmp_path, bundled_dir):
     """The package's image input is the model's size, not a fixed 224 (which a conv net with
     global pooling would even accept, silently fed other pixels than the verdict's)."""
