@@ -1,8 +1,9 @@
 """PyTorch -> Core ML ML Program (.mlpackage) with coremltools, and its compression recipes.
 
-The package takes an image (`ct.ImageType`, RGB 224x224, so an iOS app passes a CVPixelBuffer;
-pixel values 0-255, the normalization stays inside the model) and is a classifier: `label`
-(the top class) and `label_probs` (class -> probability), plus the `logits` array.
+The package takes an image (`ct.ImageType`, RGB at the model's input size, 224x224 for the paper's
+models, so an iOS app passes a CVPixelBuffer; pixel values 0-255, the normalization stays inside
+the model) and is a classifier: `label` (the top class) and `label_probs` (class -> probability),
+plus the `logits` array.
 
 coremltools 9.0 cannot make a float16 classifier with an extra output in one call (its torch
 frontend declares float16 outputs, then indexes them past the classifier's added outputs), so
@@ -33,7 +34,7 @@ INPUT_NAME = "image"
 LABEL_NAME = "label"
 MINIMUM_DEPLOYMENT_TARGET = "iOS16"  # also macOS 13; the constexpr weight ops of w8/palettize need it
 AUTHOR = "edgeskin (SkinDistilViT, arXiv 2308.08669)"
-DESCRIPTION = ("Skin-lesion classifier ({model}, exit {exit}, recipe {recipe}). Input: RGB image, 224x224, pixel values "
+DESCRIPTION = ("Skin-lesion classifier ({model}, exit {exit}, recipe {recipe}). Input: RGB image, {size}x{size}, pixel values "
                "0-255 (normalization is inside the model). Outputs: label, label_probs, logits. "
                "Not a medical device: not for clinical use without validation.")
 @contextlib.contextmanager
@@ -47,8 +48,9 @@ def _coremltools(log: Path):
         yield ct
 
 
-def _image_input(ct):
-    return ct.ImageType(name=INPUT_NAME, shape=(1, 3, 224, 224), color_layout=ct.colorlayout.RGB)
+def _image_input(ct, shape: tuple[int, ...]):
+    """The image input at the example's shape (1, 3, size, size): the size the model was loaded with."""
+    return ct.ImageType(name=INPUT_NAME, shape=shape, color_layout=ct.colorlayout.RGB)
 
 
 def _frontends(wrapper, dummy):
@@ -62,9 +64,9 @@ def _frontends(wrapper, dummy):
         yield "torch.jit.trace", torch.jit.trace(wrapper, dummy)
 
 
-def _program(ct, source, precision: str):
+def _program(ct, source, precision: str, shape: tuple[int, ...]):
     """The captured model as an ML Program without classifier (probabilities, logits: OUTPUT_ROLES)."""
-    return ct.convert(source, inputs=[_image_input(ct)],
+    return ct.convert(source, inputs=[_image_input(ct, shape)],
                       outputs=[ct.TensorType(name=name, dtype=np.float32) for name in OUTPUT_ROLES],
                       convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                       compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
@@ -81,12 +83,12 @@ def _compress(ct, model, recipe: str):
     return cto.palettize_weights(model, cto.OptimizationConfig(global_config=config))
 
 
-def _as_classifier(ct, model, class_names):
+def _as_classifier(ct, model, class_names, shape: tuple[int, ...]):
     """Add the classifier outputs last: coremltools can neither compress a classifier (its class
     list does not serialize back) nor convert a float16 one with extra outputs in one call."""
     program = model._mil_program
     program.functions["main"].set_output_types(None)
-    return ct.convert(program, inputs=[_image_input(ct)], convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+    return ct.convert(program, inputs=[_image_input(ct, shape)], convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                       compute_precision=ct.precision.FLOAT32,  # keeps the program's own (float16) precision as it is
                       classifier_config=ct.ClassifierConfig(list(class_names), predicted_feature_name=LABEL_NAME,
                                                             predicted_probabilities_output="probabilities"))
@@ -98,7 +100,7 @@ def _float_programs(ct, wrapper, dummy, recipes: list[str]) -> tuple[str, dict]:
     failure = None
     for frontend, source in _frontends(wrapper, dummy):
         try:
-            return frontend, {precision: _program(ct, source, precision) for precision in precisions}
+            return frontend, {precision: _program(ct, source, precision, tuple(dummy.shape)) for precision in precisions}
         except Exception as exc:  # noqa: BLE001 - the next frontend may succeed
             failure = exc
     raise failure
@@ -119,7 +121,7 @@ def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[
             for recipe in recipes:
                 converted = programs[recipe] if recipe in programs else _compress(ct, programs["fp16"], recipe)
                 path = work / f"{recipe}.mlpackage"
-                _as_classifier(ct, converted, class_names).save(str(path))
+                _as_classifier(ct, converted, class_names, tuple(dummy.shape)).save(str(path))
                 written[recipe] = path
     except EdgeskinError:
         raise
@@ -138,9 +140,10 @@ def embed_coreml_metadata(source: Path, metadata: ArtifactMetadata, destination:
         model = ct.models.MLModel(str(source), skip_model_load=True)
         model.author = AUTHOR
         model.license = "Weights: see the source checkpoint's model card. Demonstration models: not for clinical use."
-        model.short_description = DESCRIPTION.format(model=metadata.model, exit=metadata.exit, recipe=metadata.recipe)
+        size = metadata.input.shape[-1]  # NCHW
+        model.short_description = DESCRIPTION.format(model=metadata.model, exit=metadata.exit, recipe=metadata.recipe, size=size)
         model.version = metadata.converter.get("edgeskin", "")
-        model.input_description[INPUT_NAME] = "RGB dermoscopy image, 224x224, 0-255"
+        model.input_description[INPUT_NAME] = f"RGB dermoscopy image, {size}x{size}, 0-255"
         model.output_description[LABEL_NAME] = "most probable class (" + ", ".join(metadata.class_names) + ")"
         model.output_description[f"{LABEL_NAME}_probs"] = "probability of each class"
         model.output_description["logits"] = "class logits, in the order " + ", ".join(metadata.class_names)

@@ -35,21 +35,31 @@ class Conversion:
         return all(a.passed for a in self.artifacts)
 
 
-def _stated(classes, mean, std, crop_border):
+def _stated(classes, mean, std, crop_border, input_size=None):
     """Python values -> the same parsing and checks as the CLI flags (edgeskin.contract.stated_contract)."""
     from edgeskin.contract import stated_contract
 
     def text(value):
-        return value if value is None or isinstance(value, str) else ",".join(str(v) for v in value)
+        if value is None or isinstance(value, str):
+            return value
+        return str(value) if isinstance(value, (int, float)) else ",".join(str(v) for v in value)  # 0.5: all channels
 
-    return stated_contract(text(classes), None, text(mean), text(std), crop_border)
+    return stated_contract(text(classes), None, text(mean), text(std), crop_border, input_size)
 
 
-def load_model(model, *, classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None):
+def load_model(model, *, classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None,
+               input_size: int | None = None):
     """A checkpoint path (native .safetensors, Hugging Face folder, timm state dict) or an in-memory
-    module (SkinViT, or a timm VisionTransformer with a CLS-token head) -> LoadedModel. Facts the
-    model does not carry (class names, normalization) must be given; given facts override."""
-    stated = _stated(classes, mean, std, crop_border)
+    module -> LoadedModel. Facts the model does not carry (class names, normalization) must be
+    given; given facts override.
+
+    A module that is not a SkinViT or a timm VisionTransformer with a CLS-token head is taken as a
+    generic classifier: it must take a float tensor (N, 3, input_size, input_size), RGB, normalized
+    with `mean`/`std`, and return logits (N, len(classes)) (or a tuple / ModelOutput whose first
+    element / `.logits` they are); `input_size` defaults to 224 (the size images are resized to).
+    For other models it may be given only as the size they take.
+    """
+    stated = _stated(classes, mean, std, crop_border, input_size)
     if isinstance(model, (str, os.PathLike)):
         from edgeskin.model_loading import load_checkpoint
 
@@ -58,7 +68,7 @@ def load_model(model, *, classes: Sequence[str] | None = None, mean=None, std=No
 
     if isinstance(model, LoadedModel):
         return model
-    from edgeskin.hf_import import import_module
+    from edgeskin.module_import import import_module
 
     return import_module(model, stated)
 
@@ -67,12 +77,13 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
             classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None,
             data: str | os.PathLike | None = None, split: str = "val", calib: str | os.PathLike | None = None,
             calib_split: str = "train", calib_count: int = 200, exit: int | None = None, force: bool = False,
-            report: Report | None = None) -> Conversion:
+            report: Report | None = None, input_size: int | None = None) -> Conversion:
     """Convert `model` (see load_model) to verified artifacts in `out` (default dist/<model>).
 
     Every artifact is checked against the PyTorch model on real images (`data`, split `split`;
     default: the rule of edgeskin.image_sources, printed through `report`); int8 recipes calibrate
     on `calib` (default: `data`). Outputs of every artifact: index 0 probabilities, 1 logits.
+    classes, mean, std, crop_border, input_size: as for load_model.
     """
     from edgeskin.converters.artifacts import check_output_folder
     from edgeskin.converters.pipeline import ConvertRequest, resolve_sources
@@ -80,7 +91,7 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
     from edgeskin.converters.recipes import recipes_for
 
     chosen = recipes_for(target, ",".join(recipes) if isinstance(recipes, (list, tuple)) else recipes)
-    loaded = load_model(model, classes=classes, mean=mean, std=std, crop_border=crop_border)
+    loaded = load_model(model, classes=classes, mean=mean, std=std, crop_border=crop_border, input_size=input_size)
     out = Path(out) if out is not None else Path("dist") / loaded.config.arch
     request = ConvertRequest(loaded=loaded, recipes=chosen, out=out, exit=exit, force=force, verdict_data=data,
                              verdict_split=split, calib_data=calib, calib_split=calib_split, calib_count=calib_count)
@@ -93,14 +104,15 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
 def verify(artifacts, *, reference=None, data: str | os.PathLike | None = None, split: str = "test",
            out: str | os.PathLike | None = None, explain: bool = False, bench: bool = False, threads: int | None = None,
            classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None,
-           report: Report | None = None):
+           report: Report | None = None, input_size: int | None = None):
     """The parity suite: every artifact against the PyTorch reference on one split of real images.
 
     `artifacts`: a Conversion, or artifact files / manifest.json files / folders written by convert.
     `reference`: the model they came from (a path or module, as for convert); a Conversion brings its
     own. Returns edgeskin.parity_check.ParityRun (.checks[i].parity, .failed); with `out`, also
     writes report.json, report.md and the plots there. Latency (`bench=True`) needs the reference
-    as a checkpoint file, timed in its own process.
+    as a checkpoint file, timed in its own process. classes, mean, std, crop_border, input_size: as
+    for load_model.
     """
     from edgeskin.parity_check import ParityRequest, run_parity
     from edgeskin.runtime.errors import EdgeskinError
@@ -112,7 +124,7 @@ def verify(artifacts, *, reference=None, data: str | os.PathLike | None = None, 
         paths = [Path(p) for p in (artifacts if isinstance(artifacts, (list, tuple)) else [artifacts])]
     if reference is None:
         raise EdgeskinError("verify: pass reference= (the checkpoint or module the artifacts came from)")
-    loaded = load_model(reference, classes=classes, mean=mean, std=std, crop_border=crop_border)
+    loaded = load_model(reference, classes=classes, mean=mean, std=std, crop_border=crop_border, input_size=input_size)
     if bench and not Path(loaded.source).is_file():
         raise EdgeskinError("verify(bench=True) times the reference in its own process: pass it as a checkpoint file")
     request = ParityRequest(artifacts=paths, reference=loaded, data=data, split=split, explain=explain, bench=bench,

@@ -29,10 +29,10 @@ FORMAT_VERSION = "1"
 class LoadedModel:
     """A model ready for use, plus where it came from."""
 
-    model: SkinViT
+    model: SkinViT  # or, for a generic in-memory module, edgeskin.models.wrapped.WrappedClassifier
     source: Path
     source_sha256: str
-    source_format: str  # "edgeskin", "hf-vit", "hf-distilvit", "hf-fcvit", "timm"
+    source_format: str  # "edgeskin", "hf-vit", "hf-distilvit", "hf-fcvit", "timm", "module"
     provenance: dict = field(default_factory=dict)
 
     @property

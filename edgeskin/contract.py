@@ -16,30 +16,32 @@ from edgeskin.runtime.errors import EdgeskinError
 
 @dataclass(frozen=True)
 class StatedContract:
-    """--classes/--classes-file, --mean, --std, --crop-border as given (None: not stated)."""
+    """--classes/--classes-file, --mean, --std, --crop-border as given (None: not stated); input_size
+    only from Python (edgeskin.load_model): a generic module's input is not fixed by its weights."""
 
     class_names: tuple[str, ...] | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     crop_border: bool | None = None
+    input_size: int | None = None
 
-    def missing(self, needs_classes: bool, needs_normalization: bool) -> list[str]:
-        """The flags a checkpoint without these facts needs, in the order a user would add them."""
-        flags = []
-        if needs_classes and self.class_names is None:
-            flags.append("--classes (or --classes-file)")
-        if needs_normalization and self.mean is None:
-            flags.append("--mean")
-        if needs_normalization and self.std is None:
-            flags.append("--std")
-        return flags
+    def missing(self, needs_classes: bool, needs_normalization: bool, python: bool = False) -> list[str]:
+        """The flags (python=True: the keyword arguments) a model without these facts needs, in the
+        order a user would add them."""
+        names = ("classes=", "mean=", "std=") if python else ("--classes (or --classes-file)", "--mean", "--std")
+        wanted = (needs_classes and self.class_names is None, needs_normalization and self.mean is None,
+                  needs_normalization and self.std is None)
+        return [name for name, needed in zip(names, wanted, strict=True) if needed]
 
     def preprocessing_only(self) -> StatedContract:
-        return StatedContract(crop_border=self.crop_border)
+        return StatedContract(crop_border=self.crop_border, input_size=self.input_size)
 
     def apply(self, config, source: object):
         """A ModelConfig with the stated facts (class count checked against the head)."""
         changes: dict = {}
+        if self.input_size is not None and self.input_size != config.img_size:
+            raise EdgeskinError.about(source, f"input_size={self.input_size}, but the model takes {config.img_size}x{config.img_size} "
+                                      "images (fixed by its weights; input_size is for generic modules)")
         if self.class_names is not None:
             if len(self.class_names) != config.num_classes:
                 raise EdgeskinError.about(source, f"--classes names {len(self.class_names)} classes but the model's head "
@@ -92,9 +94,11 @@ def parse_triplet(text: str, flag: str) -> tuple[float, float, float]:
 
 
 def stated_contract(classes: str | None = None, classes_file: str | Path | None = None, mean: str | None = None,
-                    std: str | None = None, crop_border: bool | None = None) -> StatedContract:
+                    std: str | None = None, crop_border: bool | None = None, input_size: int | None = None) -> StatedContract:
     if classes is not None and classes_file is not None:
         raise EdgeskinError("--classes and --classes-file: give one of them")
+    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 8):
+        raise EdgeskinError(f"input_size={input_size!r}: expected the side of the square input in pixels (an int, at least 8)")
     names = parse_classes(classes) if classes is not None else read_classes_file(classes_file) if classes_file is not None else None
     return StatedContract(names, parse_triplet(mean, "--mean") if mean is not None else None,
-                          parse_triplet(std, "--std") if std is not None else None, crop_border)
+                          parse_triplet(std, "--std") if std is not None else None, crop_border, input_size)

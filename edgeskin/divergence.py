@@ -163,17 +163,31 @@ def _first_jump(stages: list[Stage]) -> tuple[str, str]:
 
 def locate_divergence(predictor: Predictor, model, pixels: np.ndarray) -> Divergence:
     """Compare the embedding output, the CLS token after each block and the logits of `predictor`'s
-    artifact with `model` (the PyTorch reference) on `pixels` (uint8 N x 224 x 224 x 3)."""
+    artifact with `model` (the PyTorch reference) on `pixels` (uint8 N x size x size x 3). A generic
+    module (edgeskin.models.wrapped) has no blocks to look inside: its logits are compared alone."""
     import torch
 
     blocks = predictor.metadata.exit
-    artifact_values = resolve(format_of(predictor.path).intermediates)(predictor, pixels, blocks)
+    reader = resolve(format_of(predictor.path).intermediates)
+    has_blocks, stages = hasattr(model, "forward_cls_tokens"), []
     model.eval()
     with torch.no_grad():
         x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
-        reference = [t.numpy() for t in model.forward_cls_tokens(x, blocks, with_embedding=True)]
+        if has_blocks:
+            stages = _block_stages(reader(predictor, pixels, blocks), model.forward_cls_tokens(x, blocks, with_embedding=True))
         reference_logits = model(x, exit=blocks).numpy()
-    names = ["embedding"] + [f"block {k}" for k in range(1, blocks + 1)]
+    logits = [predictor.run(p)["logits"] for p in pixels]
+    stages.append(Stage("logits", float(np.mean([_relative_error(a, r) for a, r in zip(logits, reference_logits, strict=True)]))))
+    first, explanation = _first_jump(stages)
+    if not has_blocks:
+        explanation = f"no transformer blocks to compare ({model.config.arch} is a generic module), logits only: {explanation}"
+    return Divergence(tuple(stages), first, explanation, len(pixels))
+
+
+def _block_stages(artifact_values: list[list[np.ndarray]], reference_tensors) -> list[Stage]:
+    """The embedding (all tokens) and each block's CLS token: artifact vs reference, per stage."""
+    reference = [t.numpy() for t in reference_tensors]
+    names = ["embedding"] + [f"block {k}" for k in range(1, len(reference))]
     stages = []
     for s, name in enumerate(names):
         errors = []
@@ -181,7 +195,4 @@ def locate_divergence(predictor: Predictor, model, pixels: np.ndarray) -> Diverg
             value = values[s].reshape(reference[s][i].shape[0], -1) if s == 0 else values[s].reshape(-1, reference[s].shape[-1])[0]
             errors.append(_relative_error(value, reference[s][i]))
         stages.append(Stage(name, float(np.mean(errors))))
-    logits = [predictor.run(p)["logits"] for p in pixels]
-    stages.append(Stage("logits", float(np.mean([_relative_error(a, r) for a, r in zip(logits, reference_logits, strict=True)]))))
-    first, explanation = _first_jump(stages)
-    return Divergence(tuple(stages), first, explanation, len(pixels))
+    return stages

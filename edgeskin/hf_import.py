@@ -1,4 +1,5 @@
-"""Import foreign checkpoints into SkinViT: the paper's Hugging Face layouts and timm state dicts.
+"""Import foreign checkpoint files into SkinViT: the paper's Hugging Face layouts and timm state dicts
+(in-memory modules: edgeskin.module_import).
 
 Layouts (from the paper's public code): ViTForImageClassification (`vit.` + `classifier`),
 DistilViT (`distilvit.` + `classifier`), FCViT (`vit.` + one `classifiers.i` per block, where
@@ -9,7 +10,8 @@ transformers 5's (`layers.N.attention.q_proj`); weights may be one file or shard
 `*.index.json`. A 9th output, UNK, is never a label: it is dropped.
 
 Class names and normalization come from the checkpoint where it carries them (id2label,
-preprocessor_config.json), else from what the user states (edgeskin.contract); never assumed.
+preprocessor_config.json, read with its resize by edgeskin.hf_preprocessor), else from what the
+user states (edgeskin.contract); never assumed.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import torch
 
 from edgeskin.checkpoint import LoadedModel, model_from_state, read_safetensors, sha256_of
 from edgeskin.contract import StatedContract
+from edgeskin.hf_preprocessor import read_json, read_preprocessing
 from edgeskin.models.config import ISIC_CLASSES, UNKNOWN_CLASS, WIDTHS, ModelConfig, config_for
 from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.preprocess import PreprocessConfig
 
 ISIC2019_OUTPUTS = (*ISIC_CLASSES, UNKNOWN_CLASS)  # the ISIC 2019 ground-truth column order
 _HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -111,26 +115,16 @@ def import_foreign(path: Path, arch: str | None = None, stated: StatedContract |
     state = _read_state(path)
     if _hf_prefix(state):
         return _import_hf(path.parent, path, sha256_of([path]), stated, source=path, state=state)
-    return _import_timm(path, state, arch, stated)
+    return import_timm_state(path, state, arch, stated)
 
 
 # --- Hugging Face layouts ----------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeskinError.about(path, f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise EdgeskinError.about(path, "expected a JSON object")
-    return data
-
-
 def _read_hf_config(path: Path) -> dict:
     if not path.is_file():
         raise EdgeskinError.about(path, "missing: a Hugging Face checkpoint needs its config.json")
-    return _read_json(path)
+    return read_json(path)
 
 
 def _output_labels(hf_config: dict, num_outputs: int, stated: StatedContract, source: Path) -> list[str]:
@@ -147,29 +141,6 @@ def _output_labels(hf_config: dict, num_outputs: int, stated: StatedContract, so
         raise EdgeskinError.about(source, f"id2label does not name the head's {num_outputs} outputs: pass --classes "
                                   f"(or --classes-file) in output order ({PAPER_CLASSES_HINT})")
     return [label.upper() if label.upper() in ISIC2019_OUTPUTS else label for label in labels]
-
-
-def _normalization(folder: Path, stated: StatedContract) -> dict:
-    """mean/std from --mean/--std, else preprocessor_config.json (image_mean, image_std)."""
-    found: dict = {}
-    path = folder / "preprocessor_config.json"
-    if path.is_file():
-        processor = _read_json(path)
-        for key, ours in (("image_mean", "mean"), ("image_std", "std")):
-            value = processor.get(key)
-            if value is not None:
-                if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)):
-                    raise EdgeskinError.about(path, f"{key} must be three numbers (R, G, B)")
-                found[ours] = tuple(float(v) for v in value)
-    if stated.mean is not None:
-        found["mean"] = stated.mean
-    if stated.std is not None:
-        found["std"] = stated.std
-    missing = [f"--{k}" for k in ("mean", "std") if k not in found]
-    if missing:
-        raise EdgeskinError.about(folder, f"no preprocessor_config.json with image_mean/image_std: pass {' and '.join(missing)} "
-                                  "(the normalization the model was trained with; the paper's: 0.5,0.5,0.5)")
-    return found
 
 
 def _class_rows(labels: list[str]) -> tuple[list[int], tuple[str, ...]]:
@@ -215,6 +186,7 @@ def _import_hf(folder: Path, weights: Path, digest: str, stated: StatedContract,
         embed_dim = int(hf["hidden_size"])
         num_heads = int(hf["num_attention_heads"])
         mlp_ratio = int(hf.get("intermediate_size", 4 * embed_dim)) / embed_dim
+        img_size = int(hf.get("image_size", 224))
     except (KeyError, TypeError, ValueError) as exc:
         raise EdgeskinError.about(config_path, f"missing or invalid ViT field {exc}") from None
     head_key = f"classifiers.{depth - 1}.weight" if multi_exit else "classifier.weight"
@@ -222,7 +194,7 @@ def _import_hf(folder: Path, weights: Path, digest: str, stated: StatedContract,
         raise EdgeskinError.about(weights, f"no classifier weights ({head_key})")
     labels = _output_labels(hf, state[head_key].shape[0], stated, config_path)
     rows, class_names = _class_rows(labels)
-    normalization = _normalization(folder, stated)
+    preprocessing = read_preprocessing(folder, img_size, stated)
     probs = PROBS_ARCHITECTURE in (hf.get("architectures") or [])
     if probs and not multi_exit:
         raise EdgeskinError.about(config_path, f"says {PROBS_ARCHITECTURE} but the weights have one classifier, not one per block")
@@ -233,13 +205,14 @@ def _import_hf(folder: Path, weights: Path, digest: str, stated: StatedContract,
         num_heads=num_heads,
         mlp_ratio=mlp_ratio,
         patch_size=int(hf.get("patch_size", 16)),
-        img_size=int(hf.get("image_size", 224)),
+        img_size=img_size,
         exits=tuple(range(1, depth)) if multi_exit else (),
         class_names=class_names,
         layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
         qkv_bias=bool(hf.get("qkv_bias", True)),
-        mean=normalization["mean"],
-        std=normalization["std"],
+        mean=preprocessing.mean,
+        std=preprocessing.std,
+        preprocess=PreprocessConfig(size=img_size, resample=preprocessing.resample),
     )
     config = stated.preprocessing_only().apply(config, source)  # classes and normalization are set above
     ours = _hf_to_skinvit(state, prefix, depth, multi_exit, rows, weights, config.arch, shared_head=probs)
@@ -303,7 +276,7 @@ def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows:
 # --- timm state dicts ----------------------------------------------------------------------------
 
 
-def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContract, num_heads: int | None = None,
+def import_timm_state(path: Path, state: dict, arch: str | None, stated: StatedContract, num_heads: int | None = None,
                  digest: str | None = None) -> LoadedModel:
     if any(k.startswith("vit.blocks.") for k in state):  # our own key names without metadata
         state = {k[4:] if k.startswith("vit.") else k: v for k, v in state.items()}
@@ -338,6 +311,7 @@ def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContra
         class_names=class_names,
         mean=stated.mean,
         std=stated.std,
+        preprocess=PreprocessConfig(size=grid * patch),  # images resized to what the position embeddings take
     )
     config = stated.preprocessing_only().apply(config, path)  # classes and normalization are set above
     ours = {}
@@ -347,44 +321,3 @@ def _import_timm(path: Path, state: dict, arch: str | None, stated: StatedContra
         ours[key if key.startswith("exits.") else f"vit.{key}"] = value
     model = model_from_state(config, ours, path)
     return LoadedModel(model, path, digest or sha256_of([path]), "timm", {"imported_from": "timm"})
-
-
-def import_module(module: torch.nn.Module, stated: StatedContract) -> LoadedModel:
-    """An in-memory model: a SkinViT (its own contract, stated facts override) or a timm
-    VisionTransformer with a CLS-token head (classes and normalization must be stated)."""
-    from edgeskin.models import SkinViT
-
-    source = Path(f"<in-memory {type(module).__name__}>")
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    digest = _state_digest(state)
-    if isinstance(module, SkinViT):
-        config = stated.apply(module.config, source)
-        return LoadedModel(model_from_state(config, state, source), source, digest, "module", {"imported_from": "module"})
-    timm_vit = all(hasattr(module, a) for a in ("cls_token", "blocks", "patch_embed", "head"))
-    if not timm_vit or getattr(module, "global_pool", "token") != "token" or getattr(module, "cls_token", None) is None:
-        raise EdgeskinError(f"{type(module).__name__}: edgeskin converts a SkinViT, a timm VisionTransformer with a CLS-token "
-                            "head, or a checkpoint path; for other models save a timm or Hugging Face ViT checkpoint")
-    heads = getattr(module.blocks[0].attn, "num_heads", None)
-    return _import_timm(source, state, None, _with_pretrained_cfg(stated, module), num_heads=heads, digest=digest)
-
-
-def _with_pretrained_cfg(stated: StatedContract, module) -> StatedContract:
-    """A timm module carries its normalization in pretrained_cfg (mean/std): a fact read, unless stated."""
-    from dataclasses import replace
-
-    cfg = getattr(module, "pretrained_cfg", None) or {}
-    mean, std = cfg.get("mean"), cfg.get("std")
-    if stated.mean is None and stated.std is None and mean is not None and std is not None and len(mean) == len(std) == 3:
-        return replace(stated, mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
-    return stated
-
-
-def _state_digest(state: dict[str, torch.Tensor]) -> str:
-    """sha256 over names and raw bytes, in name order: the in-memory model's identity in manifests."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

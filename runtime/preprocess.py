@@ -22,6 +22,11 @@ MAX_PIXELS = 80_000_000
 ImageSource = str | Path | bytes | np.ndarray | Image.Image
 
 
+# Pillow filters a resize may use: bilinear is the paper's; bicubic is what Hugging Face ViT
+# processors are often saved with (resample=3), and a model is best fed what it was trained on.
+RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How raw images become model input; stored in checkpoints and artifact metadata."""
@@ -29,9 +34,15 @@ class PreprocessConfig:
     size: int = 224
     crop_border: bool = False
     border_threshold: int = 20
+    resample: str = "bilinear"  # a key of RESAMPLING; dicts written before it existed mean bilinear
+
+    def __post_init__(self) -> None:
+        if self.resample not in RESAMPLING:
+            raise EdgeskinError(f"preprocess resample {self.resample!r}: expected one of {', '.join(RESAMPLING)}")
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "crop_border": self.crop_border, "border_threshold": self.border_threshold}
+        return {"size": self.size, "crop_border": self.crop_border, "border_threshold": self.border_threshold,
+                "resample": self.resample}
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessConfig:
@@ -39,6 +50,7 @@ class PreprocessConfig:
             size=int(data.get("size", 224)),
             crop_border=bool(data.get("crop_border", False)),
             border_threshold=int(data.get("border_threshold", 20)),
+            resample=str(data.get("resample", "bilinear")),
         )
 
 
@@ -143,11 +155,12 @@ def crop_black_border(rgb: np.ndarray, threshold: int = 20) -> np.ndarray:
     return cropped if cropped.size else rgb
 
 
-def resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Straight resize to size x size (bilinear, aspect ratio not kept), as in the paper."""
+def resize(rgb: np.ndarray, size: int, resample: str = "bilinear") -> np.ndarray:
+    """Straight resize to size x size (aspect ratio not kept), as in the paper; bilinear unless the
+    model was trained on another filter (RESAMPLING)."""
     if rgb.shape[0] == size and rgb.shape[1] == size:
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(Image.fromarray(rgb).resize((size, size), RESAMPLING[resample]), dtype=np.uint8)
 
 
 def preprocess(source: ImageSource, config: PreprocessConfig | None = None) -> np.ndarray:
@@ -156,4 +169,4 @@ def preprocess(source: ImageSource, config: PreprocessConfig | None = None) -> n
     rgb = decode_image(source)
     if config.crop_border:
         rgb = crop_black_border(rgb, config.border_threshold)
-    return resize(rgb, config.size)
+    return resize(rgb, config.size, config.resample)

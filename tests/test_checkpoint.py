@@ -123,7 +123,7 @@ def test_timm_state_dict_with_unk_output_drops_it(tmp_path, pixels):
 def test_in_memory_timm_module_reads_its_pretrained_cfg_normalization():
     import timm
 
-    from edgeskin.hf_import import import_module
+    from edgeskin.module_import import import_module
 
     module = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, depth=1).eval()
     module.pretrained_cfg = {**module.pretrained_cfg, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -136,3 +136,20 @@ def test_in_memory_timm_module_reads_its_pretrained_cfg_normalization():
     with torch.no_grad():
         expected = module((pixels / 255 - torch.tensor(loaded.config.mean).view(1, 3, 1, 1)) / torch.tensor(loaded.config.std).view(1, 3, 1, 1))
         torch.testing.assert_close(loaded.model(pixels), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_timm_state_dict_at_another_size_is_fed_that_size(tmp_path, samples_dir):
+    """Images are resized to the size the position embeddings were made for, not a fixed 224."""
+    import timm
+    from safetensors.torch import save_file
+
+    from edgeskin.data import load_images, open_dataset
+
+    module = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=96, depth=1, num_classes=8).eval()
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp_path / "vit96.safetensors"))
+    loaded = load_checkpoint(tmp_path / "vit96.safetensors", stated=StatedContract(ISIC_CLASSES, (0.5,) * 3, (0.5,) * 3))
+    assert loaded.config.img_size == loaded.config.preprocess.size == 96
+    dataset = open_dataset(samples_dir.parent, "test")
+    pixels = load_images(type(dataset)(dataset.name, dataset.samples[:2], dataset.class_names), loaded.config.preprocess, progress=False)
+    with torch.no_grad():
+        assert loaded.model(torch.from_numpy(pixels).permute(0, 3, 1, 2).float()).shape == (2, 8)

@@ -129,3 +129,18 @@ def test_crop_border_option_changes_pixels():
     plain = preprocess(img, PreprocessConfig())
     cropped = preprocess(img, PreprocessConfig(crop_border=True))
     assert plain[:30].max() == 0 and cropped[:, 40:].min() > 0
+
+
+def test_resample_round_trips_and_old_dicts_mean_bilinear(samples_dir):
+    """A bicubic model (Hugging Face resample=3) is fed bicubic pixels by every runtime reading the
+    artifact's metadata; dicts written before the field existed still load, as bilinear."""
+    old = {"size": 96, "crop_border": False, "border_threshold": 20}
+    assert PreprocessConfig.from_dict(old).resample == "bilinear"
+    bicubic = PreprocessConfig(size=96, resample="bicubic")
+    assert PreprocessConfig.from_dict(bicubic.to_dict()) == bicubic
+    image = Image.open(samples_dir / "ISIC_0000002.jpg").convert("RGB")
+    ours = preprocess(samples_dir / "ISIC_0000002.jpg", bicubic)
+    assert np.array_equal(ours, np.asarray(image.resize((96, 96), Image.BICUBIC)))
+    assert np.abs(ours.astype(int) - preprocess(image, PreprocessConfig(size=96)).astype(int)).max() >= 5  # really another filter
+    with pytest.raises(EdgeskinError, match="preprocess resample 'lanczos': expected one of bilinear, bicubic"):
+        PreprocessConfig.from_dict({**old, "resample": "lanczos"})

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from edgeskin.runtime.errors import EdgeskinError
-from edgeskin.runtime.metadata import ArtifactMetadata, read_artifact_metadata, read_tflite_metadata
+from edgeskin.runtime.formats import read_artifact_metadata
+from edgeskin.runtime.metadata import ArtifactMetadata, read_tflite_metadata
 
 schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
 flatbuffer_utils = pytest.importorskip("ai_edge_litert.tools.flatbuffer_utils")

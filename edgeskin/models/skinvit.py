@@ -24,12 +24,23 @@ class ExitHead(nn.Module):
         return self.fc(self.norm(cls_token))
 
 
-class SkinViT(nn.Module):
-    """Pre-norm ViT (patch 16, CLS token) whose input is RGB pixels in 0..255.
+class PixelInput(nn.Module):
+    """A model whose input is RGB pixels in 0..255: normalization happens inside forward, so every
+    export carries it and no artifact can be fed wrongly normalized pixels (DESIGN.md section 3)."""
 
-    Normalization happens inside forward, so every export of this module carries it and no
-    artifact can be fed wrongly normalized pixels (DESIGN.md section 3).
-    """
+    def set_normalization(self, mean, std) -> None:
+        std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        # pixels/255 -> (x - mean) / std, folded into one multiply-add; not saved in checkpoints.
+        self.register_buffer("pixel_scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("pixel_shift", -mean / std, persistent=False)
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.to(self.pixel_scale.dtype) * self.pixel_scale + self.pixel_shift
+
+
+class SkinViT(PixelInput):
+    """Pre-norm ViT (patch 16, CLS token) whose input is RGB pixels in 0..255 (see PixelInput)."""
 
     def __init__(self, config: ModelConfig, drop_path_rate: float = 0.0) -> None:
         super().__init__()
@@ -54,14 +65,7 @@ class SkinViT(nn.Module):
         self.exits = nn.ModuleDict(
             {str(k): ExitHead(config.embed_dim, config.num_classes, config.layer_norm_eps) for k in config.exits if k != config.depth}
         )
-        std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1)
-        mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        # pixels/255 -> (x - mean) / std, folded into one multiply-add; not saved in checkpoints.
-        self.register_buffer("pixel_scale", 1.0 / (255.0 * std), persistent=False)
-        self.register_buffer("pixel_shift", -mean / std, persistent=False)
-
-    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
-        return pixels.to(self.pixel_scale.dtype) * self.pixel_scale + self.pixel_shift
+        self.set_normalization(config.mean, config.std)
 
     def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
         vit = self.vit
