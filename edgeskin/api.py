@@ -124,11 +124,15 @@ def verify(artifacts, *, reference=None, data: str | os.PathLike | None = None, 
         paths = [Path(p) for p in (artifacts if isinstance(artifacts, (list, tuple)) else [artifacts])]
     if reference is None:
         raise EdgeskinError("verify: pass reference= (the checkpoint or module the artifacts came from)")
-    loaded = load_model(reference, classes=classes, mean=mean, std=std, crop_border=crop_border, input_size=input_size)
-    if bench and not Path(loaded.source).is_file():
-        raise EdgeskinError("verify(bench=True) times the reference in its own process: pass it as a checkpoint file")
-    request = ParityRequest(artifacts=paths, reference=loaded, data=data, split=split, explain=explain, bench=bench,
-                            threads=threads)
+    if isinstance(reference, (str, os.PathLike)):  # a file that carries no contract takes the artifacts' record
+        reference, stated = Path(reference), _stated(classes, mean, std, crop_border, input_size)
+    else:
+        reference = load_model(reference, classes=classes, mean=mean, std=std, crop_border=crop_border, input_size=input_size)
+        stated = None
+        if bench and not Path(reference.source).is_file():
+            raise EdgeskinError("verify(bench=True) times the reference in its own process: pass it as a checkpoint file")
+    request = ParityRequest(artifacts=paths, reference=reference, data=data, split=split, explain=explain, bench=bench,
+                            threads=threads, stated=stated)
     run = run_parity(request, report or (lambda message: None))
     if out is not None:
         from edgeskin.reports import check_report_folder, write_reports

@@ -16,8 +16,7 @@ from edgeskin.data import load_images, open_dataset
 from edgeskin.environment import fingerprint, usable_cores
 from edgeskin.image_sources import describe, resolve_images
 from edgeskin.manifest import read_manifest
-from edgeskin.model_loading import load_checkpoint
-from edgeskin.parity_check import expand_artifacts
+from edgeskin.parity_check import expand_artifacts, load_reference
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.formats import read_artifact_metadata
 
@@ -82,7 +81,7 @@ def run_bench(request: BenchRequest, report: Report = _quiet) -> BenchRun:
     first = artifacts[0][0]
     meta = read_artifact_metadata(first)
     if reference:
-        config = load_checkpoint(reference, stated=request.stated).config.preprocess
+        config = load_reference(reference, request.stated, [a for a, _ in artifacts], report).config.preprocess
     else:
         config = meta.contract.preprocess
     dataset = open_dataset(resolve_images(request.data), request.split)

@@ -14,6 +14,11 @@ from pathlib import Path
 from edgeskin.runtime.errors import EdgeskinError
 
 
+class ContractMissing(EdgeskinError):
+    """A model that carries neither class names nor normalization, and the user stated none: the
+    message names what to pass. A check against artifacts converted from it may take their record."""
+
+
 @dataclass(frozen=True)
 class StatedContract:
     """--classes/--classes-file, --mean, --std, --crop-border as given (None: not stated); input_size
@@ -32,6 +37,10 @@ class StatedContract:
         wanted = (needs_classes and self.class_names is None, needs_normalization and self.mean is None,
                   needs_normalization and self.std is None)
         return [name for name, needed in zip(names, wanted, strict=True) if needed]
+
+    def or_else(self, carried: StatedContract) -> StatedContract:
+        """What was stated, with the gaps filled from `carried` (e.g. an artifact's recorded contract)."""
+        return replace(carried, **{k: v for k, v in self.__dict__.items() if v is not None})
 
     def preprocessing_only(self) -> StatedContract:
         return StatedContract(crop_border=self.crop_border, input_size=self.input_size)

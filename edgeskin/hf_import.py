@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from edgeskin.checkpoint import LoadedModel, model_from_state, read_safetensors, sha256_of
-from edgeskin.contract import StatedContract
+from edgeskin.contract import ContractMissing, StatedContract
 from edgeskin.hf_preprocessor import read_json, read_preprocessing
 from edgeskin.models.config import ISIC_CLASSES, UNKNOWN_CLASS, WIDTHS, ModelConfig, config_for
 from edgeskin.runtime.errors import EdgeskinError
@@ -138,7 +138,7 @@ def _output_labels(hf_config: dict, num_outputs: int, stated: StatedContract, so
         raise EdgeskinError.about(source, "id2label is not a mapping of output index to name")
     labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(num_outputs)]
     if all(re.fullmatch(r"LABEL_\d+", label) for label in labels):
-        raise EdgeskinError.about(source, f"id2label does not name the head's {num_outputs} outputs: pass --classes "
+        raise ContractMissing.about(source, f"id2label does not name the head's {num_outputs} outputs: pass --classes "
                                   f"(or --classes-file) in output order ({PAPER_CLASSES_HINT})")
     return [label.upper() if label.upper() in ISIC2019_OUTPUTS else label for label in labels]
 
@@ -277,7 +277,8 @@ def _hf_to_skinvit(state: dict, prefix: str, depth: int, multi_exit: bool, rows:
 
 
 def import_timm_state(path: Path, state: dict, arch: str | None, stated: StatedContract, num_heads: int | None = None,
-                 digest: str | None = None) -> LoadedModel:
+                      digest: str | None = None, keywords: bool = False) -> LoadedModel:
+    """A timm ViT's weights in a SkinViT; `keywords`: name the Python arguments (classes=, ...) in errors, not the flags."""
     if any(k.startswith("vit.blocks.") for k in state):  # our own key names without metadata
         state = {k[4:] if k.startswith("vit.") else k: v for k, v in state.items()}
     if "cls_token" not in state or "blocks.0.attn.qkv.weight" not in state:
@@ -287,9 +288,9 @@ def import_timm_state(path: Path, state: dict, arch: str | None, stated: StatedC
     outputs = state["head.weight"].shape[0] if "head.weight" in state else 0
     if outputs < 2:
         raise EdgeskinError.about(path, f"no classification head (head.weight with at least 2 outputs; found {outputs})")
-    missing = stated.missing(needs_classes=True, needs_normalization=True)
+    missing = stated.missing(needs_classes=True, needs_normalization=True, python=keywords)
     if missing:
-        raise EdgeskinError.about(path, f"a timm state dict carries no class names or normalization: pass {', '.join(missing)} "
+        raise ContractMissing.about(path, f"a timm state dict carries no class names or normalization: pass {', '.join(missing)} "
                                   f"(head has {outputs} outputs)")
     if len(stated.class_names) != outputs:
         raise EdgeskinError.about(path, f"--classes names {len(stated.class_names)} classes but the head has {outputs} outputs")

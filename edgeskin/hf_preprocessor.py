@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeskin.contract import StatedContract
+from edgeskin.contract import ContractMissing, StatedContract
 from edgeskin.runtime.errors import EdgeskinError
 
 PROCESSOR_FILE = "preprocessor_config.json"
@@ -46,7 +46,7 @@ def read_preprocessing(folder: Path, image_size: int, stated: StatedContract) ->
     found.update({k: v for k, v in (("mean", stated.mean), ("std", stated.std)) if v is not None})
     missing = [f"--{k}" for k in ("mean", "std") if k not in found]
     if missing:
-        raise EdgeskinError.about(folder, f"no {PROCESSOR_FILE} with image_mean/image_std: pass {' and '.join(missing)} "
+        raise ContractMissing.about(folder, f"no {PROCESSOR_FILE} with image_mean/image_std: pass {' and '.join(missing)} "
                                   "(the normalization the model was trained with; the paper's: 0.5,0.5,0.5)")
     _check_resize(processor, path, image_size)
     return Preprocessing(found["mean"], found["std"], _resample(processor, path))

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from edgeskin.checkpoint import LoadedModel, model_from_state
-from edgeskin.contract import StatedContract
+from edgeskin.contract import ContractMissing, StatedContract
 from edgeskin.hf_import import import_timm_state
 from edgeskin.models.wrapped import WrappedClassifier, WrappedConfig, logits_of
 from edgeskin.runtime.errors import EdgeskinError
@@ -41,7 +41,7 @@ def import_module(module: torch.nn.Module, stated: StatedContract) -> LoadedMode
     timm_vit = all(hasattr(module, a) for a in ("cls_token", "blocks", "patch_embed", "head"))
     if timm_vit and getattr(module, "global_pool", "token") == "token" and getattr(module, "cls_token", None) is not None:
         heads = getattr(module.blocks[0].attn, "num_heads", None)
-        return import_timm_state(source, state, None, _with_pretrained_cfg(stated, module), num_heads=heads, digest=digest)
+        return import_timm_state(source, state, None, _with_pretrained_cfg(stated, module), num_heads=heads, digest=digest, keywords=True)
     model = _wrapped(module, _with_pretrained_cfg(stated, module), source)
     return LoadedModel(model, source, digest, "module", {"imported_from": "module", "class": _qualified_name(module)})
 
@@ -51,7 +51,7 @@ def _wrapped(module: torch.nn.Module, stated: StatedContract, source: Path) -> W
     normalization, its class count checked by one forward pass on a mid-grey image."""
     missing = stated.missing(needs_classes=True, needs_normalization=True, python=True)
     if missing:
-        raise EdgeskinError.about(source, f"a generic module carries no class names or normalization: pass {', '.join(missing)} "
+        raise ContractMissing.about(source, f"a generic module carries no class names or normalization: pass {', '.join(missing)} "
                                   "(it is fed RGB (N, 3, H, W) normalized with mean/std and must return logits (N, classes))")
     if next(module.parameters(), None) is None:
         raise EdgeskinError.about(source, "has no parameters: not a trained classifier")

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeskin.benchmark import LatencyResult, benchmark
 from edgeskin.checkpoint import LoadedModel
-from edgeskin.contract import StatedContract
+from edgeskin.contract import ContractMissing, StatedContract
 from edgeskin.divergence import locate_divergence
 from edgeskin.image_sources import resolve_images
 from edgeskin.manifest import MANIFEST, listing_manifest, now, read_manifest, record_checks
@@ -103,16 +103,34 @@ def _check_against_reference(path: Path, meta: ArtifactMetadata, reference: Load
              f"not {reference.source}")
 
 
+def load_reference(path: Path, stated: StatedContract | None, artifacts: list[Path], report) -> LoadedModel:
+    """The reference checkpoint; one that carries no contract (a timm state dict) takes the one its
+    artifacts recorded when converted from it, so the flags given to convert need not be repeated."""
+    try:
+        return load_checkpoint(path, stated=stated)
+    except ContractMissing:
+        recorded = {read_artifact_metadata(a).contract for a in artifacts}
+        contracts = {(c.class_names, c.mean, c.std, c.preprocess.crop_border) for c in recorded}
+        if len(contracts) != 1:
+            raise
+        names, mean, std, crop = next(iter(contracts))
+        if not (names and mean and std):  # artifacts written before the contract was recorded
+            raise
+        report(f"reference: {path} carries no classes or normalization; using the artifacts' recorded contract "
+               f"({', '.join(names)}; mean {mean}, std {std})")
+        return load_checkpoint(path, stated=(stated or StatedContract()).or_else(StatedContract(names, mean, std, crop)))
+
+
 def run_parity(request: ParityRequest, report=print) -> ParityRun:
     from edgeskin.environment import fingerprint
 
+    artifacts = expand_artifacts(request.artifacts)
     if isinstance(request.reference, LoadedModel):
         reference = request.reference
     elif not Path(request.reference).exists():
         raise EdgeskinError.about(request.reference, "no such reference checkpoint")
     else:
-        reference = load_checkpoint(request.reference, stated=request.stated)
-    artifacts = expand_artifacts(request.artifacts)
+        reference = load_reference(request.reference, request.stated, [path for path, _ in artifacts], report)
     for path, _ in artifacts:  # every input is checked before any runtime is started
         _check_against_reference(path, read_artifact_metadata(path), reference, report)
     source = resolve_images(request.data)

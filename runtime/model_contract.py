@@ -30,7 +30,7 @@ class ModelContract:
         """The contract as `edgeskin info` prints it (the same lines for checkpoints and artifacts)."""
         p = self.preprocess
         return [f"classes    {', '.join(self.class_names)}",
-                f"input      RGB 0..255, resized to {p.size}x{p.size} ({getattr(p, 'resample', 'bilinear')}, aspect not kept); "
+                f"input      RGB 0..255, resized to {p.size}x{p.size} ({p.resample}, aspect not kept); "
                 f"crop_border={p.crop_border}",
                 f"normalize  mean {tuple(self.mean)}, std {tuple(self.std)} (inside the model: feed 0..255 pixels)",
                 f"outputs    {', '.join(f'{i}: {name}' for i, name in enumerate(self.outputs))}"]

@@ -79,6 +79,15 @@ def test_cli_converts_with_the_stated_contract_and_matches_timm(user_model, tmp_
     assert np.abs(ours - theirs).max() < 1e-4
     done = run_cli("info", artifact)
     assert done.returncode == 0 and "a, b, c, d, e" in done.stdout and "0.485" in done.stdout, done.stdout
+    # parity against the same state dict needs no flags again: it carries none, the artifact recorded them
+    done = run_cli("parity", tmp_path / "o", "--data", images, "--split", "val", "--no-bench")
+    assert done.returncode == 0, done.stderr
+    assert "using the artifacts' recorded contract (a, b, c, d, e; mean (0.485, 0.456, 0.406)" in done.stderr
+    assert "100.0%" in done.stdout
+    import edgeskin
+
+    run = edgeskin.verify(tmp_path / "o", reference=path, data=images, split="val")
+    assert [(c.recipe, c.verdict, c.parity.n_images) for c in run.checks] == [("fp32", "pass", 20)]
 
 
 def test_python_api_in_memory_module_convert_and_verify(user_model, tmp_path, sample_pixels):

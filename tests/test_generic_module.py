@@ -128,7 +128,7 @@ def test_onnx_conversion_passes_and_divergence_says_there_are_no_blocks(tmp_path
     (artifact,) = result.artifacts
     assert result.passed and artifact.path.name == "module-TinyNet-e1-fp32.onnx"
     assert artifact.parity.agreement == 1.0 and artifact.parity.max_abs_logit_diff < 1e-4
-    assert result.manifest["source_checkpoint"]["format"] == "module"
+    assert result.manifest.source_checkpoint.format == "module"
     run = edgeskin.verify(result, data=bundled_dir, split="val", explain=True)
     divergence = run.checks[0].divergence
     assert [s.name for s in divergence.stages] == ["logits"] and divergence.stages[0].error < 1e-4
@@ -152,5 +152,5 @@ def test_core_ml_takes_the_stated_input_size(tmp_path, bundled_dir):
     result = edgeskin.convert(tiny_net(), target="coreml", recipes="fp32", out=tmp_path / "out", classes=ISIC_CLASSES,
                               mean=MEAN, std=STD, data=bundled_dir, input_size=160)
     (artifact,) = result.artifacts
-    assert result.passed and tuple(result.manifest["artifacts"][0]["input"]["shape"]) == (1, 3, 160, 160)
+    assert result.passed and tuple(result.manifest.artifacts[0].input["shape"]) == (1, 3, 160, 160)
     assert edgeskin.load(artifact.path).predict(bundled_dir / "images" / "ISIC_0000002.jpg")[0].label in ISIC_CLASSES

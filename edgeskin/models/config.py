@@ -19,8 +19,16 @@ WIDTHS: dict[str, tuple[int, int]] = {"ti": (192, 3), "s": (384, 6), "b": (768, 
 _NAME = re.compile(r"^skindistilvit-(ti|s|b)(\d{1,2})(-exits)?$")
 
 
+class StatesContract:
+    """For configs with class_names, mean, std and preprocess: the model contract they state."""
+
+    @property
+    def contract(self) -> ModelContract:
+        return ModelContract(self.class_names, self.mean, self.std, self.preprocess)
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(StatesContract):
     """Everything needed to rebuild a SkinViT; saved as JSON in every native checkpoint."""
 
     arch: str
@@ -48,10 +56,6 @@ class ModelConfig:
             raise EdgeskinError(f"model config {self.arch}: exits {bad} outside blocks 1..{self.depth}")
         if len(set(self.class_names)) != len(self.class_names) or not self.class_names:
             raise EdgeskinError(f"model config {self.arch}: class names must be unique and non-empty")
-
-    @property
-    def contract(self) -> ModelContract:
-        return ModelContract(self.class_names, self.mean, self.std, self.preprocess)
 
     @property
     def num_classes(self) -> int:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from edgeskin.models.config import StatesContract
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.preprocess import PreprocessConfig
 
@@ -19,7 +20,7 @@ from .skinvit import PixelInput
 
 
 @dataclass(frozen=True)
-class WrappedConfig:
+class WrappedConfig(StatesContract):
     """What the pipeline reads of a ModelConfig, for a model edgeskin did not build."""
 
     arch: str  # module-<ClassName>
