@@ -189,7 +189,7 @@ def _convert_tflite(request, exit, staging, images, calibration, report) -> list
             keep = tuple(sorted(float_ops)) if recipe.name == "int8-mixed" else ()
             raw = quantize_int8(onnx2tf.folder, calibration.pixels, keep_float_ops=keep, log=work / f"{recipe.name}.log")
             seconds = time.perf_counter() - began
-        converted.append(Converted(recipe, _probe(staging, recipe, ".tflite", raw), seconds))
+        converted.append(Converted(recipe, _probe(staging, recipe, format_for_target("tflite").suffix, raw), seconds))
     return converted
 
 
@@ -197,7 +197,7 @@ def _convert_onnx(request, exit, staging, images, calibration, report) -> list[C
     began = time.perf_counter()
     raw = export_onnx_bytes(request.loaded.model, exit, images.pixels[0])
     seconds = time.perf_counter() - began
-    return [Converted(recipe, _probe(staging, recipe, ".onnx", raw), seconds) for recipe in request.recipes["onnx"]]
+    return [Converted(recipe, _probe(staging, recipe, format_for_target("onnx").suffix, raw), seconds) for recipe in request.recipes["onnx"]]
 
 
 def _convert_coreml(request, exit, staging, images, calibration, report) -> list[Converted]:

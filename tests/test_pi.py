@@ -242,7 +242,7 @@ def test_model_errors_are_one_line(fp32, samples_dir, tmp_path):
     (tmp_path / "junk.tflite").write_bytes(b"\x00" * 64)
     assert_pi_error(run_pi(tmp_path / "junk.tflite", image), "junk.tflite", "not a TFLite model")
     (tmp_path / "model.txt").write_text("not a model")
-    assert_pi_error(run_pi(tmp_path / "model.txt", image), "model.txt", "unsupported model type")
+    assert_pi_error(run_pi(tmp_path / "model.txt", image), "model.txt", "not an artifact edgeskin knows (.tflite, .onnx, .mlpackage)")
     data = fp32.read_bytes()
     (tmp_path / "cut.tflite").write_bytes(data[: len(data) // 2])
     assert_pi_error(run_pi(tmp_path / "cut.tflite", image), "cut.tflite")
