@@ -97,7 +97,10 @@ class _Distributed:
         return self.rank == 0
 
     def close(self) -> None:
+        """Every rank waits for the others (rank 0 evaluates and saves after the last step) before
+        the group goes; torn down while a peer still works, gloo can hang in its destructor."""
         if self.enabled and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
 
@@ -115,8 +118,10 @@ def _rank_digests(model: SkinViT, ddp: _Distributed) -> list[str] | None:
     so the ranks must agree; if they do not, the run stops instead of saving one rank's drift."""
     if not ddp.enabled:
         return None
-    digests: list[str | None] = [None] * ddp.world
-    dist.all_gather_object(digests, weights_digest(model.state_dict()))
+    mine = torch.frombuffer(bytearray.fromhex(weights_digest(model.state_dict())), dtype=torch.uint8)
+    gathered = [torch.empty_like(mine) for _ in range(ddp.world)]
+    dist.all_gather(gathered, mine)  # a plain tensor collective: no pickling, no helper threads
+    digests = [bytes(t.tolist()).hex() for t in gathered]
     if len(set(digests)) > 1:
         raise RuntimeError(f"DDP ranks hold different weights: {digests}")
     return digests
@@ -227,6 +232,7 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
             with open(out / "log.jsonl", "a") as log:
                 log.write(json.dumps(record) + "\n")
             print(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}  val BMA {report.bma:.4f}  acc {report.accuracy:.4f}  ({record['seconds']} s)", file=sys.stderr)
+    del net  # the DDP wrapper's reducer holds the process group: it goes first
     ddp.close()
     return TrainResult(model.config.arch, best_path, last_path, best_bma, best_epoch, history)
 
