@@ -61,13 +61,15 @@ def table_notes(run: ParityRun) -> list[str]:
 
 def table_rows(run: ParityRun) -> list[list[str]]:
     """The one table of the report (also printed by the command)."""
-    rows = [["artifact", "recipe", "size", "cosine", "agreement", "BMA ref/artifact", "MEL sens ref/artifact", "p50 latency", "verdict"]]
+    melanoma = "MEL" in run.reference.config.class_names  # a user's own classes may have no melanoma class
+    rows = [["artifact", "recipe", "size", "cosine", "agreement", "BMA ref/artifact"] + (["MEL sens ref/artifact"] if melanoma else [])
+            + ["p50 latency", "verdict"]]
     for c in run.checks:
         p = c.parity
         rows.append([c.path.name, c.recipe, f"{c.bytes / 1e6:.2f} MB", f"{p.cosine_mean:.5f}", f"{p.agreement:.1%}",
-                     f"{p.reference_bma:.4f}/{p.artifact_bma:.4f}",
-                     f"{p.reference.melanoma_sensitivity:.3f}/{p.artifact.melanoma_sensitivity:.3f}",
-                     _fmt_latency(c), "pass" if p.passed else "FAIL"])
+                     f"{p.reference_bma:.4f}/{p.artifact_bma:.4f}"]
+                    + ([f"{p.reference.melanoma_sensitivity:.3f}/{p.artifact.melanoma_sensitivity:.3f}"] if melanoma else [])
+                    + [_fmt_latency(c), "pass" if p.passed else "FAIL"])
     return rows
 
 
@@ -95,8 +97,9 @@ def report_markdown(run: ParityRun) -> str:
                 f"{p.max_abs_prob_diff:.4g} / {p.mean_abs_prob_diff:.4g}; cosine mean {p.cosine_mean:.6f} (min {p.cosine_min:.6f})",
                 f"- BMA {p.reference_bma:.4f} -> {p.artifact_bma:.4f}; difference {p.bma_difference.estimate:+.4f}, "
                 f"95% bootstrap interval [{p.bma_difference.low:+.4f}, {p.bma_difference.high:+.4f}] ({p.bma_difference.resamples} resamples)",
-                f"- melanoma sensitivity {p.reference.melanoma_sensitivity:.3f} -> {p.artifact.melanoma_sensitivity:.3f}, "
-                f"specificity {p.reference.melanoma_specificity:.3f} -> {p.artifact.melanoma_specificity:.3f}",
+                *([f"- melanoma sensitivity {p.reference.melanoma_sensitivity:.3f} -> {p.artifact.melanoma_sensitivity:.3f}, "
+                   f"specificity {p.reference.melanoma_specificity:.3f} -> {p.artifact.melanoma_specificity:.3f}"]
+                  if "MEL" in run.reference.config.class_names else []),
                 f"- exact McNemar: reference-only correct {p.mcnemar.reference_only_correct}, artifact-only correct "
                 f"{p.mcnemar.artifact_only_correct}, p = {p.mcnemar.p_value:.4g}",
                 "- per-class recall (reference -> artifact): " + ", ".join(
