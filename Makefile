@@ -4,11 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
-# onnx2tf runs onnxsim as a subprocess: the venv's bin folder must be on PATH (DESIGN.md section 10)
-export PATH := $(BIN):$(PATH)
+# The onnx2tf route's own environment (numpy 1, TensorFlow): `make install-onnx2tf`; edgeskin runs
+# onnx2tf there as a subprocess (converters/onnx2tf_route.py)
+ONNX2TF_VENV := .venv-onnx2tf
+ONNX2TF_STAMP := $(ONNX2TF_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow lint demo demo-model device-test clean
+.PHONY: install install-onnx2tf test test-slow test-onnx2tf lint demo demo-model device-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +22,23 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+$(ONNX2TF_STAMP): constraints-onnx2tf.txt
+	$(PYTHON) -m venv $(ONNX2TF_VENV)
+	$(ONNX2TF_VENV)/bin/pip install --quiet -c constraints-onnx2tf.txt onnx2tf tensorflow tf-keras onnx onnxruntime \
+		onnxsim onnx-graphsurgeon sng4onnx simple-onnx-processing-tools ai-edge-litert protobuf psutil h5py opencv-python Pillow
+	touch $(ONNX2TF_STAMP)
+
+install-onnx2tf: $(ONNX2TF_STAMP)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not onnx2tf" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# the onnx2tf route end to end (needs its environment, which this target builds)
+test-onnx2tf: $(STAMP) $(ONNX2TF_STAMP)
+	$(BIN)/python -m pytest -m onnx2tf $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -53,4 +67,4 @@ demo-model: $(STAMP)
 	$(BIN)/edgeskin eval --checkpoint edgeskin/assets/demo/skindistilvit-ti6-demo.safetensors --data $(DATA) --split test
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(ONNX2TF_VENV) .pytest_cache .ruff_cache *.egg-info

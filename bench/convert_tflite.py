@@ -1,8 +1,12 @@
-"""Per recipe: conversion time, size, and latency as a ratio to PyTorch eager fp32, in one run.
+"""Per TFLite route and recipe: conversion time, size, agreement, max|dlogit|, latency as a ratio to PyTorch eager, in one run.
 
-Same machine, same 8 real inputs, same thread count for every row, each backend in its own
-process (edgeskin.benchmark, the code behind `edgeskin bench`); median of N timed runs after warm-up. Models: the bundled demo student, and skindistilvit-b6 (the paper's student size) with
-seeded weights. Usage: python bench/convert_tflite.py [--models demo,b6] [--runs 50] [--threads 2]
+Same machine, same 8 real inputs, same thread count for every row; every backend of a model (PyTorch
+and both routes' files) in its own process, timed in interleaved rounds by edgeskin.benchmark (the
+code behind `edgeskin bench`); median of N timed runs after warm-up. Agreement and max|dlogit| are
+the conversion verdict's, on the verdict images (the default image rule: ../shared's val split when
+it is beside the checkout). Models: the bundled demo student, and skindistilvit-b6 (the paper's
+student size) with seeded weights. The onnx2tf route needs its environment (`make install-onnx2tf`).
+Usage: python bench/convert_tflite.py [--models demo,b6] [--routes litert,onnx2tf] [--runs 50] [--threads 2]
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import torch
 
 from edgeskin.checkpoint import save_checkpoint
 from edgeskin.converters.pipeline import ConvertRequest, convert
-from edgeskin.converters.recipes import recipes_for
+from edgeskin.converters.recipes import ROUTE_LABELS, recipes_for
 from edgeskin.image_sources import bundled_images
 from edgeskin.model_loading import DEMO_CHECKPOINT, load_checkpoint
 from edgeskin.models import build_model, config_for, seeded_weights
+
+NOISY = 1.5  # PyTorch p90/p50 above this: another process took a core, ratios are not to be trusted
 
 
 def checkpoint_for(name: str, folder: Path) -> Path:
@@ -32,46 +38,67 @@ def checkpoint_for(name: str, folder: Path) -> Path:
     return save_checkpoint(model, folder / f"{name}.safetensors", {"note": "seeded weights for benchmarking"})
 
 
+def report(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
 def bench_model(name: str, args, folder: Path) -> list[dict]:
-    loaded = load_checkpoint(checkpoint_for(name, folder))
-    request = ConvertRequest(loaded=loaded, recipes=recipes_for("tflite", args.recipes), out=folder / f"dist-{name}",
-                             verdict_data=args.data)
-    print(f"[{name}] converting {loaded.config.arch} ...", file=sys.stderr, flush=True)
-    _, manifest, checks = convert(request, report=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    """Both routes' files of one model, then one timing run over all of them and PyTorch."""
     from edgeskin.benchmark import benchmark
     from edgeskin.data import load_images, open_dataset
 
+    loaded = load_checkpoint(checkpoint_for(name, folder))
+    converted = []
+    for route in args.routes.split(","):
+        request = ConvertRequest(loaded=loaded, recipes=recipes_for("tflite", args.recipes, route),
+                                 out=folder / f"dist-{name}-{route}", verdict_data=args.data, route=route)
+        print(f"[{name}] {ROUTE_LABELS[route]}: converting {loaded.config.arch} ...", file=sys.stderr, flush=True)
+        _, manifest, checks = convert(request, report=report)
+        converted += list(zip(checks, manifest.artifacts, strict=True))
     pixels = load_images(open_dataset(bundled_images(), "test"), loaded.config.preprocess, progress=False)[:8]
-    files = [check.path for check in checks]
-    torch_row, timed = benchmark(files, (loaded.source, None), pixels, args.threads, args.runs)
-    rows = [{"model": loaded.config.arch, "recipe": "pytorch eager fp32", "convert_s": None, "mb": None,
-             "p50_ms": torch_row.p50_ms, "ratio": 1.0, "agreement": None}]
-    for check, entry, latency in zip(checks, manifest.artifacts, timed, strict=True):
-        rows.append({"model": loaded.config.arch, "recipe": f"tflite {check.recipe}", "convert_s": entry.conversion_seconds,
-                     "mb": check.bytes / 1e6, "p50_ms": latency.p50_ms, "ratio": latency.ratio_to_reference,
-                     "agreement": check.parity.agreement, "verdict": check.verdict.upper() if not check.passed else "pass"})
+    torch_row, timed = benchmark([check.path for check, _ in converted], (loaded.source, None), pixels, args.threads,
+                                 args.runs, progress=report)
+    rows = [{"model": loaded.config.arch, "route": "-", "recipe": "PyTorch eager fp32", "convert_s": None, "mb": None,
+             "p50_ms": torch_row.p50_ms, "ratio": 1.0, "agreement": None, "dlogit": None,
+             "noise": torch_row.p90_ms / torch_row.p50_ms}]
+    for (check, entry), latency in zip(converted, timed, strict=True):
+        rows.append({"model": loaded.config.arch, "route": entry.route, "recipe": check.recipe,
+                     "convert_s": entry.conversion_seconds, "mb": check.bytes / 1e6, "p50_ms": latency.p50_ms,
+                     "ratio": latency.ratio_to_reference, "agreement": check.parity.agreement,
+                     "dlogit": check.parity.max_abs_logit_diff, "noise": latency.p90_ms / latency.p50_ms,
+                     "verdict": "pass" if check.passed else "FAIL"})
     return rows
+
+
+def _cell(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="demo,b6", help="demo and/or registry widths+depths like b6, ti12")
+    parser.add_argument("--routes", default="litert,onnx2tf", help="TFLite routes: litert and/or onnx2tf")
     parser.add_argument("--recipes", default="fp32,fp16,dynamic,int8-mixed")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", default=None)
     args = parser.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
-          f"torch {torch.__version__}, median of {args.runs} runs after 5 warm-up")
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [row for name in args.models.split(",") for row in bench_model(name.strip(), args, Path(tmp))]
-    print(f"{'model':<20} {'artifact':<20} {'convert s':>9} {'size MB':>8} {'p50 ms':>8} {'vs torch':>9} {'agree':>7}  verdict")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
+          f"torch {torch.__version__}, median of {args.runs} runs after 5 warm-up, interleaved rounds")
+    print("| model | route | recipe | convert s | MB | agreement | max\\|dlogit\\| | p50 ms | x PyTorch | p90/p50 | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        convert_s = "-" if r["convert_s"] is None else f"{r['convert_s']:.1f}"
-        size = "-" if r["mb"] is None else f"{r['mb']:.2f}"
-        agree = "-" if r["agreement"] is None else f"{r['agreement']:.1%}"
-        print(f"{r['model']:<20} {r['recipe']:<20} {convert_s:>9} {size:>8} {r['p50_ms']:>8.2f} {r['ratio']:>8.2f}x {agree:>7}  {r.get('verdict', '')}")
-    print("convert s: fp32, fp16 and dynamic come from one onnx2tf run, so they share its time; int8 recipes add calibration.")
+        print(f"| {r['model']} | {r['route']} | {r['recipe']} | {_cell(r['convert_s'], '.1f')} | {_cell(r['mb'], '.2f')} | "
+              f"{_cell(r['agreement'], '.1%')} | {_cell(r['dlogit'], '.2g')} | {r['p50_ms']:.2f} | {r['ratio']:.2f}x | "
+              f"{r['noise']:.2f} | {r.get('verdict', '-')} |")
+    print("convert s: a quantized file's time includes the float conversion it starts from (onnx2tf: fp32, fp16 and "
+          "dynamic come from one run). p90/p50: the spread of each backend's timed runs.")
+    noisy = [r for r in rows if r["noise"] > NOISY]
+    print(f"noise check: {len(noisy)} of {len(rows)} backends had p90/p50 > {NOISY}"
+          + (" - ratios from this run are not reliable; rerun on a quiet machine" if noisy else " - ratios usable"))
 
 
 if __name__ == "__main__":

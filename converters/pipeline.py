@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,8 @@ from edgeskin.converters.artifacts import artifact_digest, artifact_name, staged
 from edgeskin.converters.calibration import DEFAULT_COUNT, CalibrationSet, calibration_set
 from edgeskin.converters.coreml import MINIMUM_DEPLOYMENT_TARGET
 from edgeskin.converters.onnx import export_onnx_bytes
-from edgeskin.converters.recipes import Recipe
+from edgeskin.converters.progress import stage
+from edgeskin.converters.recipes import DEFAULT_ROUTE, ROUTE_LABELS, Recipe
 from edgeskin.environment import library_versions
 from edgeskin.image_sources import ImageSource, describe, resolve_images
 from edgeskin.manifest import (
@@ -34,15 +35,9 @@ from edgeskin.manifest import (
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.formats import Format, format_for_target, resolve
 from edgeskin.runtime.metadata import OUTPUT_ROLES, ArtifactMetadata, InputContract
-from edgeskin.runtime.predictor import dequantize, model_input
+from edgeskin.runtime.predictor import QUANTIZED_DTYPES, dequantize, model_input
 from edgeskin.runtime.predictor import load as load_artifact
 from edgeskin.verification import ArtifactCheck, VerificationImages, check_artifact, verification_images
-
-# int8-mixed quantizes these ops (int8 weights and activations) and keeps every other op float:
-# LayerNorm (MEAN/SQUARED_DIFFERENCE/RSQRT), Softmax, GELU, the attention matmuls and the residual
-# adds, whose int8 error compounds block after block. On the demo student this measured cosine
-# 0.99991 and 100% top-1 agreement on val, where full int8 reached 93%.
-MIXED_INT8_OPS = ("FULLY_CONNECTED", "CONV_2D")
 
 
 @dataclass
@@ -59,6 +54,7 @@ class ConvertRequest:
     calib_data: str | Path | None = None
     calib_split: str = "train"
     calib_count: int = DEFAULT_COUNT
+    route: str = DEFAULT_ROUTE  # TFLite: "litert" (litert-torch + ai-edge-quantizer) or "onnx2tf"
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,9 @@ class Converted:
     recipe: Recipe
     probe: Path  # the converter's file, in the staging folder's .work/
     seconds: float
+    route: str  # the tool that built it: litert-torch, onnx2tf, torch.onnx, coremltools
     notes: tuple[str, ...] = ()
+    versions: dict = field(default_factory=dict)  # libraries of another environment (the onnx2tf route's)
 
 
 def resolve_sources(request: ConvertRequest) -> ImageSources:
@@ -100,12 +98,14 @@ def _calibration(request: ConvertRequest, source: ImageSource | None, report) ->
     return calibration
 
 
-def _metadata(request: ConvertRequest, fmt: Format, exit: int, recipe: Recipe, contract: InputContract, versions) -> ArtifactMetadata:
+def _metadata(request: ConvertRequest, fmt: Format, exit: int, converted: Converted, contract: InputContract,
+              versions) -> ArtifactMetadata:
     config = request.loaded.config
-    return ArtifactMetadata(model=config.arch, exit=exit, recipe=recipe.name, target=fmt.target,
+    return ArtifactMetadata(model=config.arch, exit=exit, recipe=converted.recipe.name, target=fmt.target, route=converted.route,
                             class_names=config.class_names, input=contract, preprocess=config.preprocess.to_dict(),
                             normalization={"mean": list(config.mean), "std": list(config.std), "applied": "inside the graph"},
-                            outputs=OUTPUT_ROLES, source_checkpoint_sha256=request.loaded.source_sha256, converter=versions)
+                            outputs=OUTPUT_ROLES, source_checkpoint_sha256=request.loaded.source_sha256,
+                            converter={**versions, **converted.versions})
 
 
 def _identify_outputs(backend, reference_logits: np.ndarray, probe: np.ndarray) -> list[str]:
@@ -126,7 +126,7 @@ def _identify_outputs(backend, reference_logits: np.ndarray, probe: np.ndarray) 
 
 
 def _input_contract(spec, layout: str) -> InputContract:
-    quantized = spec.dtype in ("int8", "uint8")
+    quantized = spec.dtype in QUANTIZED_DTYPES
     return InputContract(shape=tuple(spec.shape), dtype=spec.dtype, layout=layout,
                          scale=spec.scale if quantized else None, zero_point=spec.zero_point if quantized else None)
 
@@ -145,7 +145,7 @@ def _finish(request: ConvertRequest, fmt: Format, exit: int, converted: Converte
         probe.write_bytes(declare_outputs(probe.read_bytes(), found))
     elif tuple(found) != OUTPUT_ROLES:  # ONNX and Core ML declare them when exported
         raise EdgeskinError(f"{fmt.target} export wrote outputs {found}, not {', '.join(OUTPUT_ROLES)}")
-    meta = _metadata(request, fmt, exit, converted.recipe, contract, versions)
+    meta = _metadata(request, fmt, exit, converted, contract, versions)
     name = artifact_name(request.loaded.config.arch, exit, converted.recipe.name, fmt.suffix)
     resolve(fmt.embed)(probe, meta, staging / name)
     check = check_artifact(load_artifact(staging / name, coreml_checker=True), images)
@@ -157,7 +157,8 @@ def _finish(request: ConvertRequest, fmt: Format, exit: int, converted: Converte
     entry = ManifestEntry(name, fmt.target, converted.recipe.name, converted.recipe.description, check.verdict,
                           list(check.parity.failures), size, digest, round(converted.seconds, 2), exit, list(meta.class_names),
                           meta.input.__dict__, list(meta.outputs), check.parity.to_dict(),
-                          MINIMUM_DEPLOYMENT_TARGET if fmt.target == "coreml" else None, list(converted.notes))
+                          MINIMUM_DEPLOYMENT_TARGET if fmt.target == "coreml" else None, list(converted.notes),
+                          route=converted.route)
     return replace(check, path=Path(name)), entry
 
 
@@ -168,51 +169,67 @@ def _probe(staging: Path, recipe: Recipe, suffix: str, raw: bytes) -> Path:
 
 
 def _convert_tflite(request, exit, staging, images, calibration, report) -> list[Converted]:
-    from edgeskin.converters.tflite import op_types, quantize_int8, run_onnx2tf
+    """The default route, litert-torch + ai-edge-quantizer; quantized recipes start from its
+    float32 file, and their time includes it."""
+    from edgeskin.converters.litert_route import export_float, quantize
 
-    work = staging / ".work"
-    onnx_path = work / "model.onnx"
-    onnx_path.write_bytes(export_onnx_bytes(request.loaded.model, exit, images.pixels[0]))
-    names = [r.name for r in request.recipes["tflite"]]
+    log = staging / ".work" / "litert.log"
     began = time.perf_counter()
-    report("onnx2tf: converting (float32, float16" + (", dynamic-range" if "dynamic" in names else "") + ") ...")
-    onnx2tf = run_onnx2tf(onnx_path, work, images.pixels, dynamic="dynamic" in names)
+    with stage(report, "litert-torch: converting (float32)"):
+        fp32 = export_float(request.loaded.model, exit, images.pixels[0], log)
     float_seconds = time.perf_counter() - began
     converted = []
     for recipe in request.recipes["tflite"]:
         began = time.perf_counter()
-        if recipe.name in ("fp32", "fp16", "dynamic"):
-            raw, seconds = onnx2tf.tflite(recipe.name).read_bytes(), float_seconds
+        if recipe.name == "fp32":
+            raw = fp32
+        elif recipe.needs_calibration:
+            report(f"{recipe.name}: ai-edge-quantizer")
+            raw = quantize(fp32, recipe.name, calibration.pixels, report, log)
         else:
-            report(f"{recipe.name}: calibrating on {len(calibration.image_ids)} images ...")
-            float_ops = op_types(onnx2tf.tflite("fp32").read_bytes()) - set(MIXED_INT8_OPS)
-            keep = tuple(sorted(float_ops)) if recipe.name == "int8-mixed" else ()
-            raw = quantize_int8(onnx2tf.folder, calibration.pixels, keep_float_ops=keep, log=work / f"{recipe.name}.log")
-            seconds = time.perf_counter() - began
-        converted.append(Converted(recipe, _probe(staging, recipe, format_for_target("tflite").suffix, raw), seconds))
+            with stage(report, f"{recipe.name}: ai-edge-quantizer"):
+                raw = quantize(fp32, recipe.name, None, report, log)
+        seconds = float_seconds + (time.perf_counter() - began if recipe.name != "fp32" else 0.0)
+        converted.append(Converted(recipe, _probe(staging, recipe, format_for_target("tflite").suffix, raw), seconds,
+                                   ROUTE_LABELS["litert"]))
     return converted
+
+
+def _convert_tflite_onnx2tf(request, exit, staging, images, calibration, report) -> list[Converted]:
+    """The second route: ONNX exported here, onnx2tf and TensorFlow run in their own environment."""
+    from edgeskin.converters import onnx2tf_route
+
+    recipes = request.recipes["tflite"]
+    onnx = export_onnx_bytes(request.loaded.model, exit, images.pixels[0])
+    result = onnx2tf_route.convert(onnx, [r.name for r in recipes], images.pixels,
+                                   calibration.pixels if calibration else None, staging / ".work" / "onnx2tf", report)
+    return [Converted(recipe, _probe(staging, recipe, format_for_target("tflite").suffix, result.files[recipe.name]),
+                      result.seconds[recipe.name], ROUTE_LABELS["onnx2tf"], versions=result.versions) for recipe in recipes]
 
 
 def _convert_onnx(request, exit, staging, images, calibration, report) -> list[Converted]:
     began = time.perf_counter()
     raw = export_onnx_bytes(request.loaded.model, exit, images.pixels[0])
     seconds = time.perf_counter() - began
-    return [Converted(recipe, _probe(staging, recipe, format_for_target("onnx").suffix, raw), seconds) for recipe in request.recipes["onnx"]]
+    return [Converted(recipe, _probe(staging, recipe, format_for_target("onnx").suffix, raw), seconds, "torch.onnx")
+            for recipe in request.recipes["onnx"]]
 
 
 def _convert_coreml(request, exit, staging, images, calibration, report) -> list[Converted]:
     from edgeskin.converters.coreml import convert_coreml
 
     recipes = request.recipes["coreml"]
-    report("coremltools: converting (" + ", ".join(r.name for r in recipes) + ") ...")
     began = time.perf_counter()
-    packages, frontend = convert_coreml(request.loaded.model, exit, request.loaded.config.class_names, [r.name for r in recipes],
-                                        images.pixels[0], staging / ".work")
+    with stage(report, "coremltools: converting (" + ", ".join(r.name for r in recipes) + ")"):
+        packages, frontend = convert_coreml(request.loaded.model, exit, request.loaded.config.class_names,
+                                            [r.name for r in recipes], images.pixels[0], staging / ".work")
     seconds = (time.perf_counter() - began) / len(recipes)
-    return [Converted(recipe, packages[recipe.name], seconds, (f"captured with {frontend}",)) for recipe in recipes]
+    return [Converted(recipe, packages[recipe.name], seconds, "coremltools", (f"captured with {frontend}",)) for recipe in recipes]
 
 
-CONVERTERS = {"tflite": _convert_tflite, "onnx": _convert_onnx, "coreml": _convert_coreml}  # target -> its converter
+# (target, TFLite route) -> its converter
+CONVERTERS = {("tflite", "litert"): _convert_tflite, ("tflite", "onnx2tf"): _convert_tflite_onnx2tf,
+              ("onnx", None): _convert_onnx, ("coreml", None): _convert_coreml}
 
 
 def convert(request: ConvertRequest, report=print) -> tuple[Path, Manifest, list[ArtifactCheck]]:
@@ -233,7 +250,8 @@ def convert(request: ConvertRequest, report=print) -> tuple[Path, Manifest, list
         checks, entries = [], []
         for target, recipes in request.recipes.items():
             fmt = format_for_target(target)
-            for converted in CONVERTERS[target](request, exit, staging, images, calibration, report) if recipes else []:
+            converter = CONVERTERS[(target, request.route if target == "tflite" else None)]
+            for converted in converter(request, exit, staging, images, calibration, report) if recipes else []:
                 check, entry = _finish(request, fmt, exit, converted, staging, images, versions)
                 checks.append(check)
                 entries.append(entry)

@@ -76,26 +76,32 @@ def load_model(model, *, classes: Sequence[str] | None = None, mean=None, std=No
 def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | None = None, out: str | os.PathLike | None = None,
             classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None,
             data: str | os.PathLike | None = None, split: str = "val", calib: str | os.PathLike | None = None,
-            calib_split: str = "train", calib_count: int = 200, exit: int | None = None, force: bool = False,
-            report: Report | None = None, input_size: int | None = None) -> Conversion:
+            calib_split: str = "train", calib_count: int = 100, exit: int | None = None, force: bool = False,
+            report: Report | None = None, input_size: int | None = None, route: str = "litert") -> Conversion:
     """Convert `model` (see load_model) to verified artifacts in `out` (default dist/<model>).
 
     Every artifact is checked against the PyTorch model on real images (`data`, split `split`;
     default: the rule of edgeskin.image_sources, printed through `report`); int8 recipes calibrate
     on `calib` (default: `data`). Outputs of every artifact: index 0 probabilities, 1 logits.
-    classes, mean, std, crop_border, input_size: as for load_model.
+    classes, mean, std, crop_border, input_size: as for load_model. route (TFLite): "litert"
+    (litert-torch + ai-edge-quantizer) or "onnx2tf" (its own environment: `make install-onnx2tf`).
     """
     from edgeskin.converters.artifacts import check_output_folder
     from edgeskin.converters.pipeline import ConvertRequest, resolve_sources
     from edgeskin.converters.pipeline import convert as run_conversion
     from edgeskin.converters.recipes import recipes_for
 
-    chosen = recipes_for(target, ",".join(recipes) if isinstance(recipes, (list, tuple)) else recipes)
+    chosen = recipes_for(target, ",".join(recipes) if isinstance(recipes, (list, tuple)) else recipes, route)
     loaded = load_model(model, classes=classes, mean=mean, std=std, crop_border=crop_border, input_size=input_size)
     out = Path(out) if out is not None else Path("dist") / loaded.config.arch
     request = ConvertRequest(loaded=loaded, recipes=chosen, out=out, exit=exit, force=force, verdict_data=data,
-                             verdict_split=split, calib_data=calib, calib_split=calib_split, calib_count=calib_count)
+                             verdict_split=split, calib_data=calib, calib_split=calib_split, calib_count=calib_count,
+                             route=route)
     resolve_sources(request)
+    if route == "onnx2tf" and "tflite" in chosen:
+        from edgeskin.converters.onnx2tf_route import onnx2tf_python
+
+        onnx2tf_python()  # before any work: without its environment, one line saying how to build it
     check_output_folder(out, force)
     folder, manifest, checks = run_conversion(request, report or (lambda message: None))
     return Conversion(folder, manifest, tuple(checks), loaded)

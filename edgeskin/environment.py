@@ -10,7 +10,8 @@ import os
 import platform
 from importlib import metadata as importlib_metadata
 
-VERSIONED = ("edgeskin", "torch", "timm", "numpy", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert", "tflite-runtime",
+VERSIONED = ("edgeskin", "torch", "timm", "numpy", "onnx", "litert-torch", "ai-edge-quantizer", "onnx2tf", "tensorflow",
+             "ai-edge-litert", "tflite-runtime",
              "onnxruntime", "coremltools")
 
 

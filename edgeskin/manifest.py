@@ -74,6 +74,7 @@ class ManifestEntry:
     minimum_deployment_target: str | None = None  # Core ML only
     notes: list[str] = field(default_factory=list)
     checks: list[CheckRecord] = field(default_factory=list)
+    route: str | None = None  # the tool that built it (litert-torch, onnx2tf, torch.onnx, coremltools)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from edgeskin.verification import ArtifactCheck
 def _artifact_dict(check: ArtifactCheck) -> dict:
     meta = check.metadata
     return {"file": str(check.path), "name": check.path.name, "target": meta.target, "recipe": meta.recipe, "exit": meta.exit,
+            "route": meta.route or None,
             "runtime": check.runtime, "bytes": check.bytes,
             "verdict": "pass" if check.parity.passed else "fail", "failures": check.parity.failures,
             "manifest": str(check.manifest) if check.manifest else None, "parity": check.parity.to_dict(),
@@ -62,11 +63,14 @@ def table_notes(run: ParityRun) -> list[str]:
 def table_rows(run: ParityRun) -> list[list[str]]:
     """The one table of the report (also printed by the command)."""
     melanoma = "MEL" in run.reference.config.class_names  # a user's own classes may have no melanoma class
-    rows = [["artifact", "recipe", "size", "cosine", "agreement", "BMA ref/artifact"] + (["MEL sens ref/artifact"] if melanoma else [])
-            + ["p50 latency", "verdict"]]
+    # two routes' files of one recipe share a name: side by side, the route tells them apart
+    routes = len({c.metadata.route for c in run.checks}) > 1
+    rows = [["artifact"] + (["route"] if routes else []) + ["recipe", "size", "cosine", "agreement", "BMA ref/artifact"]
+            + (["MEL sens ref/artifact"] if melanoma else []) + ["p50 latency", "verdict"]]
     for c in run.checks:
         p = c.parity
-        rows.append([c.path.name, c.recipe, f"{c.bytes / 1e6:.2f} MB", f"{p.cosine_mean:.5f}", f"{p.agreement:.1%}",
+        rows.append([c.path.name] + ([c.metadata.route or "-"] if routes else [])
+                    + [c.recipe, f"{c.bytes / 1e6:.2f} MB", f"{p.cosine_mean:.5f}", f"{p.agreement:.1%}",
                      f"{p.reference_bma:.4f}/{p.artifact_bma:.4f}"]
                     + ([f"{p.reference.melanoma_sensitivity:.3f}/{p.artifact.melanoma_sensitivity:.3f}"] if melanoma else [])
                     + [_fmt_latency(c), "pass" if p.passed else "FAIL"])

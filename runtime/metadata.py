@@ -53,6 +53,7 @@ class ArtifactMetadata:
     normalization: dict = field(default_factory=dict)
     source_checkpoint_sha256: str = ""
     converter: dict = field(default_factory=dict)  # tool -> version
+    route: str = ""  # the tool that built the file: litert-torch, onnx2tf, torch.onnx, coremltools
 
     @property
     def contract(self) -> ModelContract:

@@ -29,12 +29,15 @@ class Prediction:
     logits: np.ndarray | None = None
 
 
+QUANTIZED_DTYPES = ("int8", "uint8", "int16")  # integer tensors with a scale and zero point (int16: w8a16)
+
+
 def model_input(pixels: np.ndarray, layout: str, spec: TensorSpec) -> np.ndarray:
-    """uint8 HxWx3 pixels -> a model's input tensor: batch of 1, layout, dtype, int8 scaling."""
+    """uint8 HxWx3 pixels -> a model's input tensor: batch of 1, layout, dtype, integer scaling."""
     x = pixels.astype(np.float32)[None]
     if layout == "NCHW":
         x = x.transpose(0, 3, 1, 2)
-    if spec.dtype in ("int8", "uint8"):
+    if spec.dtype in QUANTIZED_DTYPES:
         info = np.iinfo(spec.dtype)
         x = np.clip(np.round(x / spec.scale + spec.zero_point), info.min, info.max)
     return x.astype(spec.dtype)

@@ -40,7 +40,9 @@ CPUS = {
 # name -> (pip requirements, import name of the TFLite runtime). flatbuffers comes with ai-edge-litert
 # anyway; named here so that x86 gets the arm64 version of the code that reads the metadata (pinned())
 ENVIRONMENTS = {
-    "litert": (["numpy", "Pillow", "ai-edge-litert", "flatbuffers"], "ai_edge_litert"),
+    "litert": (["numpy", "Pillow", "ai-edge-litert>=2.3,<2.4", "flatbuffers"], "ai_edge_litert"),  # as [pi] pins it
+    # the oldest ai-edge-litert the files are checked on (informational pass)
+    "litert-2.1.0": (["numpy", "Pillow", "ai-edge-litert==2.1.0", "flatbuffers"], "ai_edge_litert"),
     # tflite-runtime lacks the TFLite schema classes the metadata is read with: the `tflite` package has them
     "tflite-runtime": (["numpy<2", "Pillow", "tflite-runtime==2.14.0", "tflite==2.18.0"], "tflite_runtime"),
 }

@@ -1,16 +1,17 @@
 """`make device-test`: run edgeskin-pi on emulated Raspberry Pi CPUs and compare with x86.
 
-For every recipe of the demo artifacts (fp32, fp16, dynamic, int8-mixed, and the full-integer
-int8 file that fails its parity gate but must still run), on the 16 bundled images:
+For every recipe of the demo artifacts (litert-torch route: fp32, fp16, dynamic, int8-mixed, and
+the full-integer int8 and int16-activation w8a16 files, which must still run), on the 16 bundled images:
 1. ai-edge-litert (what `pip install "edgeskin[pi]"` installs): `edgeskin-pi --json --raw` on
    arm64 under `qemu-aarch64-static -cpu cortex-a76` (Pi 5) and `-cpu cortex-a72` (Pi 4), and on
    this x86 host with the same package versions. A row passes when top-1 is identical for every
    image (an exact tie in the x86 probabilities excepted) and the outputs are within tolerance:
    1e-5 for the float recipes; one int8 step of the logits for recipes with int8 kernels, which
    round differently on NEON and AVX (see tolerances()). Any failing row makes the command exit 1.
-2. tflite-runtime 2.14 (the older fallback, numpy<2): on each CPU and on x86, whether the bare
-   interpreter loads and runs each recipe (ok / cannot load / crash with its signal), and what
-   edgeskin-pi says. Informational: it never fails the command.
+2. Older runtimes, ai-edge-litert 2.1.0 and tflite-runtime 2.14 (the fallback, numpy<2): on each
+   CPU and on x86, whether the bare interpreter loads and runs each recipe (ok / cannot load /
+   crash with its signal), and what edgeskin-pi says against ai-edge-litert 2.3 on x86.
+   Informational: it never fails the command.
 Setup (apt tools, rootfs, wheels, artifacts) is in device_env.py; all of it is cached.
 """
 
@@ -28,13 +29,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import device_env as dev  # noqa: E402
 
+from edgeskin.runtime.predictor import QUANTIZED_DTYPES  # noqa: E402
+
 BUNDLED = dev.REPO / "edgeskin" / "assets" / "isic-cc0"
 IMAGE_COUNT = 16  # of the bundled test split: full-size originals, so the resize path runs too
-RECIPES = ["fp32", "fp16", "dynamic", "int8-mixed", "int8"]
+RECIPES = ["fp32", "fp16", "dynamic", "int8-mixed", "int8", "w8a16"]
+ROUTE = "litert-torch"  # cached artifacts from another route (onnx2tf, before 2026-12) are rebuilt
+OLDER_RUNTIMES = {"litert-2.1.0": "ai-edge-litert 2.1.0", "tflite-runtime": "tflite-runtime 2.14"}
 FLOAT_RECIPES = ("fp32", "fp16")
 FLOAT_TOLERANCE = 1e-5
 THREADS = "2"
-TFLITE_RUNTIME_IMAGES = 4
+OLDER_RUNTIME_IMAGES = 4
 
 # The bare interpreter on one real image, bypassing edgeskin's own checks: shows what the
 # runtime itself does with each file (load error, crash, or a result).
@@ -63,13 +68,11 @@ def artifacts(folder: Path | None) -> dict[str, Path]:
     """recipe -> .tflite file; builds the demo artifacts under the cache when none are given."""
     if folder is None:
         folder = dev.CACHE / "artifacts"
-        if not (folder / "manifest.json").is_file():
+        if not _current(folder / "manifest.json"):
             dev.log(f"building the demo artifacts into {folder.relative_to(dev.REPO)} (edgeskin convert, a few minutes)")
             bin_dir = Path(sys.executable).parent
-            env = {**__import__("os").environ}
-            env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"  # onnx2tf runs onnxsim from PATH (DESIGN.md section 10)
             done = subprocess.run([str(bin_dir / "edgeskin"), "convert", "--target", "tflite", "--recipes", ",".join(RECIPES),
-                                   "--out", str(folder), "--force"], env=env, cwd=dev.REPO, capture_output=True, text=True)
+                                   "--out", str(folder), "--force"], cwd=dev.REPO, capture_output=True, text=True)
             if not (folder / "manifest.json").is_file():  # int8 failing its gate (exit 1) is expected
                 raise SystemExit(f"edgeskin convert failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     manifest = folder / "manifest.json"
@@ -84,6 +87,16 @@ def artifacts(folder: Path | None) -> dict[str, Path]:
     if missing:
         dev.log(f"no artifact for {', '.join(missing)} in {folder}: those rows are skipped")
     return {recipe: found[recipe] for recipe in RECIPES if recipe in found}
+
+
+def _current(manifest: Path) -> bool:
+    """Whether cached artifacts hold every recipe, built by this route."""
+    if not manifest.is_file():
+        return False
+    from edgeskin.manifest import read_manifest
+
+    built = {a.recipe: a.route for a in read_manifest(manifest).artifacts}
+    return all(built.get(recipe) == ROUTE for recipe in RECIPES)
 
 
 def run_pi(arch: str, cpu: str | None, site: Path, model: Path, images: list[Path]) -> tuple[dict, dict | str]:
@@ -144,7 +157,7 @@ def tolerances(recipe: str, model: Path, summary: dict, reference: dict) -> dict
     if recipe in FLOAT_RECIPES:
         return {"logits": FLOAT_TOLERANCE, "probabilities": FLOAT_TOLERANCE}
     logits = next((o for o in summary["outputs"] if o["name"] == "logits"), None)
-    step = logits["scale"] if logits and logits["dtype"] in ("int8", "uint8") and logits["scale"] else None
+    step = logits["scale"] if logits and logits["dtype"] in QUANTIZED_DTYPES and logits["scale"] else None
     step = step or dequantized_logits_step(model)
     if step is None:
         values = [v for record in reference.values() for v in record.get("logits", [])]
@@ -209,14 +222,15 @@ def litert_rows(models: dict[str, Path], images: list[Path], cpus: list[str]) ->
     return rows, references
 
 
-def tflite_runtime_rows(models: dict[str, Path], images: list[Path], cpus: list[str], litert_x86: dict[str, dict]) -> list[dict]:
+def older_runtime_rows(env: str, models: dict[str, Path], images: list[Path], cpus: list[str],
+                       litert_x86: dict[str, dict]) -> list[dict]:
     rows = []
-    images = images[:TFLITE_RUNTIME_IMAGES]  # informational, and emulated float math is slow (seconds per image)
+    images = images[:OLDER_RUNTIME_IMAGES]  # informational, and emulated float math is slow (seconds per image)
     for arch in ("aarch64", "x86_64"):
-        site = dev.ensure_site("tflite-runtime", arch)
+        site = dev.ensure_site(env, arch)
         for cpu in cpus if arch == "aarch64" else [None]:
             for recipe, model in models.items():
-                probe = dev.run_python(arch, cpu, site, ["-c", PROBE, "tflite_runtime", str(model), str(images[0])])
+                probe = dev.run_python(arch, cpu, site, ["-c", PROBE, dev.ENVIRONMENTS[env][1], str(model), str(images[0])])
                 bare = "ok" if probe.returncode == 0 else outcome(probe)
                 records, summary = run_pi(arch, cpu, site, model, images)
                 if isinstance(summary, str):
@@ -226,7 +240,8 @@ def tflite_runtime_rows(models: dict[str, Path], images: list[Path], cpus: list[
                     count, same, worst, _ = compare(reference, records)
                     said = (f"ok: {count}/{len(images)} images, top-1 vs ai-edge-litert x86 {'identical' if same else 'DIFFERS'}, "
                             f"max diff {worst:.2g}, p50 {summary['p50_latency_ms']:.0f} ms")
-                row = {"arch": arch, "cpu": cpu or "x86_64 host", "recipe": recipe, "bare_interpreter": bare, "edgeskin_pi": said}
+                row = {"runtime": OLDER_RUNTIMES[env], "arch": arch, "cpu": cpu or "x86_64 host", "recipe": recipe,
+                       "bare_interpreter": bare, "edgeskin_pi": said}
                 rows.append(row)
                 print(f"{row['cpu']:<12} {recipe:<11} {bare[:60]:<60} {said[:150]}", flush=True)
     return rows
@@ -245,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=None, help="folder with the .tflite files (default: build the demo ones under .cache/device-test)")
     parser.add_argument("--cpus", default="cortex-a76,cortex-a72", help="qemu CPU models (default: cortex-a76,cortex-a72)")
-    parser.add_argument("--recipes", default=",".join(RECIPES), help="recipes to check (default: all five)")
-    parser.add_argument("--skip-tflite-runtime", action="store_true", help="skip the tflite-runtime 2.14 pass")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="recipes to check (default: all six)")
+    parser.add_argument("--skip-older-runtimes", "--skip-tflite-runtime", action="store_true",
+                        help="skip the informational pass on ai-edge-litert 2.1.0 and tflite-runtime 2.14")
     parser.add_argument("--report", type=Path, default=dev.CACHE / "report.json", help="where to write every number as JSON")
     args = parser.parse_args(argv)
     cpus = [c for c in args.cpus.split(",") if c]
@@ -264,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'result':<5} {'arm ms':>8} {'x86 ms':>7}")
     rows, x86_records = litert_rows(models, images, cpus)
     report = {"cpus": cpus, "images": len(images), "litert": rows}
-    if not args.skip_tflite_runtime:
-        print(f"\ntflite-runtime 2.14 (informational): bare interpreter on one image, then edgeskin-pi on "
-              f"{min(len(images), TFLITE_RUNTIME_IMAGES)}")
-        report["tflite_runtime"] = tflite_runtime_rows(models, images, cpus, x86_records)
+    for env, label in {} if args.skip_older_runtimes else OLDER_RUNTIMES.items():
+        print(f"\n{label} (informational): bare interpreter on one image, then edgeskin-pi on "
+              f"{min(len(images), OLDER_RUNTIME_IMAGES)}")
+        report[env] = older_runtime_rows(env, models, images, cpus, x86_records)
     failed = [r for r in rows if r["result"] != "PASS"]
     report["seconds"] = round(time.monotonic() - started, 1)
     args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,7 @@ def sample_pixels() -> np.ndarray:
     return load_images(sample_dataset(), PreprocessConfig(), progress=False)
 
 
-ALL_RECIPES = "fp32,fp16,dynamic,int8,int8-mixed,w8"  # tflite: the first five; onnx: fp32; coreml: fp32, fp16, w8
+ALL_RECIPES = "fp32,fp16,dynamic,int8,int8-mixed,w8a16,w8"  # tflite: the first six; onnx: fp32; coreml: fp32, fp16, w8
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """A user's own timm ViT through the CLI and the Python API: the stated contract, end to end.
 
 The model is timm's vit_tiny_patch16_224 with 5 classes and seeded, perturbed weights (random init
-hides conversion errors), saved as a plain timm state dict; 3 of its 12 blocks, because onnx2tf
+hides conversion errors), saved as a plain timm state dict; 3 of its 12 blocks, because the onnx2tf route
 takes about 3 minutes for all 12 here (the full model is the README's and the note's run). Its verdict images are real bundled
 images labelled with its own classes, as a user's folder would be.
 """

@@ -135,7 +135,7 @@ def test_onnx_conversion_passes_and_divergence_says_there_are_no_blocks(tmp_path
     assert divergence.explanation.startswith("no transformer blocks to compare (module-TinyNet is a generic module), logits only")
 
 
-def test_tflite_through_onnx2tf_passes(tmp_path, bundled_dir, sample_pixels):
+def test_tflite_through_the_default_route_passes(tmp_path, bundled_dir, sample_pixels):
     module = tiny_net(seed=2)
     result = edgeskin.convert(module, target="tflite", recipes="fp32", out=tmp_path / "out", classes=ISIC_CLASSES, mean=MEAN,
                               std=STD, data=bundled_dir)

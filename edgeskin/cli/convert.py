@@ -15,7 +15,11 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("convert", help="checkpoint -> verified TFLite / ONNX / Core ML artifacts + manifest")
     p.add_argument("checkpoint", nargs="?", default=None, help="checkpoint (default: the bundled demo student)")
     p.add_argument("--target", default="tflite", help="tflite, onnx, coreml or all (default: tflite)")
-    p.add_argument("--recipes", default=None, help="comma list of recipes (tflite: fp32,fp16,dynamic,int8,int8-mixed, default all but int8; onnx: fp32; coreml: fp32,fp16,w8,palettize6,palettize4, default all)")
+    p.add_argument("--recipes", default=None, help="comma list of recipes (tflite: fp32,fp16,dynamic,int8-mixed by default, "
+                   "int8 and w8a16 on request; onnx: fp32; coreml: fp32,fp16,w8,palettize6,palettize4, default all)")
+    p.add_argument("--route", default="litert", choices=("litert", "onnx2tf"),
+                   help="TFLite converter: litert (litert-torch + ai-edge-quantizer, default) or onnx2tf (its own "
+                   "environment: make install-onnx2tf)")
     p.add_argument("--exit", type=int, default=None, help="exit head to export (default: the final head)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: dist/<model>)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -23,7 +27,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--split", default="val", help="split for the verdict (default: val)")
     p.add_argument("--calib", type=Path, default=None, help="calibration images for int8 (default: the --data folder when given, else as for --data)")
     p.add_argument("--calib-split", default="train", help="calibration split, disjoint from the verdict split (default: train)")
-    p.add_argument("--calib-count", type=int, default=200, help="calibration images, class-stratified (default 200)")
+    p.add_argument("--calib-count", type=int, default=100, help="calibration images, class-stratified (default 100)")
     add_contract_args(p)
 
     p = sub.add_parser("predict", help="classify images with an artifact (torch-free runtime)")
@@ -50,17 +54,15 @@ def _abandon_on_signal() -> None:
 def cmd_convert(args) -> int:
     """Parsing and printing around edgeskin.convert (the Python API does the work)."""
     from edgeskin import api
+    from edgeskin.converters.progress import Console
     from edgeskin.model_loading import DEMO_CHECKPOINT, load_checkpoint
 
     loaded = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, stated=stated_from_args(args))
     _abandon_on_signal()
 
-    def report(message: str) -> None:
-        print(f"  {message}", file=sys.stderr, flush=True)
-
     conversion = api.convert(loaded, target=args.target, recipes=args.recipes, out=args.out, data=args.data, split=args.split,
                              calib=args.calib, calib_split=args.calib_split, calib_count=args.calib_count, exit=args.exit,
-                             force=args.force, report=report)
+                             force=args.force, report=Console(), route=args.route)
     print_table(conversion)
     failed = [a for a in conversion.artifacts if a.verdict != "pass"]
     for a in failed:
@@ -71,13 +73,15 @@ def cmd_convert(args) -> int:
 def print_table(conversion) -> None:
     verdict = conversion.manifest.verdict_images
     print(f"parity vs PyTorch, verdict: {verdict.count} images of {verdict.source}:")
-    header = f"{'target':<7} {'recipe':<11} {'size':>9} {'max|dlogit|':>12} {'cosine':>9} {'top-1 agree':>12} {'BMA ref/art':>14}  verdict"
+    header = (f"{'target':<7} {'recipe':<11} {'route':<13} {'convert s':>9} {'size':>9} {'max|dlogit|':>12} {'cosine':>9} "
+              f"{'top-1 agree':>12} {'BMA ref/art':>14}  verdict")
     print(header)
     print("-" * len(header))
-    for a in conversion.artifacts:
+    for a, entry in zip(conversion.artifacts, conversion.manifest.artifacts, strict=True):
         p = a.parity
-        print(f"{a.target:<7} {a.recipe:<11} {a.bytes / 1e6:>7.2f}MB {p.max_abs_logit_diff:>12.3g} {p.cosine_mean:>9.5f} "
-              f"{p.agreement:>11.1%} {p.reference_bma:>6.3f}/{p.artifact_bma:<6.3f}  {'pass' if p.passed else 'FAIL'}")
+        print(f"{a.target:<7} {a.recipe:<11} {entry.route or '-':<13} {entry.conversion_seconds:>9.1f} {a.bytes / 1e6:>7.2f}MB "
+              f"{p.max_abs_logit_diff:>12.3g} {p.cosine_mean:>9.5f} {p.agreement:>11.1%} {p.reference_bma:>6.3f}/{p.artifact_bma:<6.3f}  "
+              f"{'pass' if p.passed else 'FAIL'}")
 
 
 def cmd_predict(args) -> int:

@@ -1,0 +1,128 @@
+"""PyTorch -> TFLite through litert-torch, quantized by ai-edge-quantizer: the default TFLite route.
+
+The float32 file takes NHWC float pixels in 0..255, as onnx2tf's did, so the artifact contract
+does not depend on the route. Traps handled here (DESIGN.md section 10):
+- ai-edge-quantizer's own `calibrate` keeps a moving average of per-image min/max, which clips
+  ranges (input scale 0.88 instead of 1.0; static recipes fell to 70-85% agreement): we run its
+  Calibrator with a global min/max update instead;
+- a recipe's op scope regex is matched against tensor names ending in ";", and one that matches
+  nothing quantizes nothing, silently: recipes here select ops by type only, and a test reads
+  every file's tensor types back (tests/test_tflite_recipes.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeskin.converters.progress import stage
+from edgeskin.converters.quiet import log_tail, quiet_output
+from edgeskin.models import deployable
+from edgeskin.runtime.errors import EdgeskinError
+
+CALIBRATION_CHUNK = 16  # images per Calibrator call: progress between calls
+
+
+@dataclass(frozen=True)
+class QuantizerRecipe:
+    """How ai-edge-quantizer builds one recipe from the float32 file."""
+
+    mode: str  # "weight_only" (float casting), "dynamic" or "static"
+    ops: tuple[str, ...]  # TFLOperationName members the config applies to
+    weight_bits: int
+    activation_bits: int | None = None  # static only
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.mode == "static"
+
+
+QUANTIZER_RECIPES = {
+    "fp16": QuantizerRecipe("weight_only", ("ALL_SUPPORTED",), 16),
+    "dynamic": QuantizerRecipe("dynamic", ("ALL_SUPPORTED",), 8),
+    # int8 on the linear layers and the patch conv only: the rest stays float, and XNNPACK keeps
+    # the graph in one partition (full int8 splits it into 13-64 and runs 7-9x slower)
+    "int8-mixed": QuantizerRecipe("static", ("FULLY_CONNECTED", "CONV_2D"), 8, 8),
+    "int8": QuantizerRecipe("static", ("ALL_SUPPORTED",), 8, 8),
+    "w8a16": QuantizerRecipe("static", ("ALL_SUPPORTED",), 8, 16),
+}
+
+
+def export_float(model, exit: int | None, example: np.ndarray, log: Path) -> bytes:
+    """The float32 .tflite of deployable(model, exit): NHWC float 0..255 in, (probabilities, logits) out.
+    `example` is one real uint8 HxWx3 image (litert-torch traces with it)."""
+    with quiet_output(log):  # its import prints torchao's load failures of CUDA kernels
+        import litert_torch
+
+    wrapper = deployable(model, exit, with_logits=True).eval()
+    nhwc = litert_torch.to_channel_last_io(wrapper, args=[0]).eval()
+    sample = (torch.from_numpy(example[None].astype(np.float32)),)
+    try:
+        with quiet_output(log), torch.no_grad():
+            return bytes(litert_torch.convert(nhwc, sample).model_content())
+    except Exception as exc:  # the converter's errors are many and deep: one line, the log keeps the rest
+        raise EdgeskinError(f"litert-torch could not convert the model: {type(exc).__name__}: {str(exc)[:200]} "
+                            f"({log_tail(log)}; log: {log})") from None
+
+
+def _quantizer(fp32: bytes, spec: QuantizerRecipe):
+    from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    qt = quantizer.Quantizer(bytearray(fp32))
+    for op in spec.ops:
+        name = getattr(qtyping.TFLOperationName, op)
+        if spec.mode == "weight_only":
+            qt.add_weight_only_config(regex=".*", operation_name=name, num_bits=spec.weight_bits,
+                                      algorithm_key=AlgorithmName.FLOAT_CASTING)
+        elif spec.mode == "dynamic":
+            qt.add_dynamic_config(regex=".*", operation_name=name, num_bits=spec.weight_bits)
+        else:
+            qt.add_static_config(regex=".*", operation_name=name, activation_num_bits=spec.activation_bits,
+                                 weight_num_bits=spec.weight_bits)
+    return qt
+
+
+def _signature_input(fp32: bytes) -> tuple[str, str]:
+    """(signature key, input name) of the float file's one signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_content=fp32).get_signature_list()
+    key, entry = next(iter(signatures.items()))
+    return key, entry["inputs"][0]
+
+
+def calibrate(fp32: bytes, qt, pixels: np.ndarray, report, log: Path) -> dict:
+    """Activation ranges over every calibration image: global min/max, in chunks (progress)."""
+    from ai_edge_quantizer import calibrator
+    from ai_edge_quantizer.recipe_manager import RecipeManager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    key, name = _signature_input(fp32)
+    recipes = RecipeManager()
+    recipes.load_quantization_recipe(qt.get_quantization_recipe())
+    with quiet_output(log):
+        runner = calibrator.Calibrator(fp32, num_threads=2, qsv_update_func=qsv_utils.min_max_update)
+    with stage(report, f"calibrating on {len(pixels)} images", total=len(pixels)) as advance:
+        for start in range(0, len(pixels), CALIBRATION_CHUNK):
+            chunk = pixels[start:start + CALIBRATION_CHUNK]
+            with quiet_output(log):
+                runner.calibrate({key: [{name: image[None].astype(np.float32)} for image in chunk]}, recipes)
+            advance(len(chunk))
+    return runner.get_model_qsvs()
+
+
+def quantize(fp32: bytes, recipe: str, calibration: np.ndarray | None, report, log: Path) -> bytes:
+    """One recipe of QUANTIZER_RECIPES, built from the float32 file."""
+    spec = QUANTIZER_RECIPES[recipe]
+    qt = _quantizer(fp32, spec)
+    qsvs = calibrate(fp32, qt, calibration, report, log) if spec.needs_calibration else None
+    try:
+        with quiet_output(log):
+            return bytes(qt.quantize(qsvs, enable_progress_bar=False, enable_progress_report=False).quantized_model)
+    except Exception as exc:
+        raise EdgeskinError(f"ai-edge-quantizer could not build {recipe}: {type(exc).__name__}: {str(exc)[:200]} "
+                            f"(log: {log})") from None
