@@ -64,7 +64,8 @@ def table_rows(run: ParityRun) -> list[list[str]]:
     """The one table of the report (also printed by the command)."""
     melanoma = "MEL" in run.reference.config.class_names  # a user's own classes may have no melanoma class
     # two routes' files of one recipe share a name: side by side, the route tells them apart
-    routes = len({c.metadata.route for c in run.checks}) > 1
+    routes = (len({(c.metadata.target, c.recipe, c.metadata.route) for c in run.checks})
+              > len({(c.metadata.target, c.recipe) for c in run.checks}))
     rows = [["artifact"] + (["route"] if routes else []) + ["recipe", "size", "cosine", "agreement", "BMA ref/artifact"]
             + (["MEL sens ref/artifact"] if melanoma else []) + ["p50 latency", "verdict"]]
     for c in run.checks:

@@ -149,7 +149,15 @@ def test_without_any_schema_module_the_error_says_what_to_install(monkeypatch):
 
 
 def test_tensorflow_schema_is_the_fallback(monkeypatch):
-    pytest.importorskip("tensorflow.lite.python.schema_py_generated")
+    """TensorFlow ships the same generated classes as ai-edge-litert; the main environment has no
+    TensorFlow any more, so its module is stood in for by ai-edge-litert's (same schema, same code)."""
+    import types
+
+    from ai_edge_litert import schema_py_generated
+
+    stand_in = types.ModuleType("tensorflow.lite.python.schema_py_generated")
+    stand_in.__dict__.update({k: v for k, v in vars(schema_py_generated).items() if not k.startswith("__")})
+    monkeypatch.setitem(sys.modules, "tensorflow.lite.python.schema_py_generated", stand_in)
     monkeypatch.setitem(sys.modules, "ai_edge_litert.schema_py_generated", None)
     assert read_tflite_metadata(tiny_tflite(ENTRIES)) == ENTRIES
     assert read_tflite_metadata(external_tflite(b"{}")) == {"edgeskin": b"{}"}

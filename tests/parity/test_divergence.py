@@ -15,20 +15,18 @@ from tests.helpers import run_cli
 
 def _perturb_tflite_block(source, target, block: int, scale: float = 0.5) -> None:
     """Add noise to the qkv weights of one transformer block inside a converted .tflite file."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    from ai_edge_litert.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.read_model(str(source))
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(source.read_bytes()))
     graph = model.subgraphs[0]
-    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    linear = [op for op in graph.operators if names[model.operatorCodes[op.opcodeIndex].builtinCode] == "FULLY_CONNECTED"]
+    linear = [op for op in graph.operators if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) == "FULLY_CONNECTED"]
     weights = graph.tensors[linear[4 * (block - 1)].inputs[1]]  # qkv, proj, fc1, fc2 per block, in execution order
     assert list(weights.shape) == [576, 192], weights.shape  # qkv of the ti6 student
     buffer = model.buffers[weights.buffer]
     values = np.frombuffer(bytes(buffer.data), dtype=np.float32).copy()
     values += np.random.default_rng(0).normal(0, scale * values.std(), values.shape).astype(np.float32)
     buffer.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
-    flatbuffer_utils.write_model(model, str(target))
+    target.write_bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _perturb_onnx_block(source, target, block: int) -> None:
