@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +65,6 @@ def convert(onnx: bytes, recipes: list[str], pixels: np.ndarray, calibration: np
     """Every recipe onnx2tf builds: fp32/fp16/dynamic from one onnx2tf run, int8 and int8-mixed
     calibrated by TensorFlow from its SavedModel (int8-mixed: every op but the linear ones float).
     Quantized files' seconds include the float run they start from."""
-    import time
-
     from edgeskin.converters.tflite import LINEAR_OPS, op_types
 
     python = onnx2tf_python()

@@ -67,3 +67,25 @@ def test_a_stage_without_a_terminal_prints_a_line_at_least_every_heartbeat(monke
     assert any(line.startswith("calibrating on 4 images: 0 s, ") and line.endswith("/4") for line in lines[1:-1]), lines
     assert lines[-1].startswith("calibrating on 4 images: ") and lines[-1].endswith(" s")
     assert len(lines) >= 4
+
+
+class Terminal(Lines):
+    def __init__(self):
+        super().__init__()
+        import io
+
+        self.stream = io.StringIO()
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_stage_on_a_terminal_draws_a_bar_and_ends_with_its_time():
+    terminal = Terminal()
+    with stage(terminal, "calibrating on 3 images", total=3) as advance:
+        for _ in range(3):
+            advance(1)
+        time.sleep(1.2)  # the stage redraws its bar every second, even when nothing advances
+    drawn = terminal.stream.getvalue()
+    assert "calibrating on 3 images" in drawn and "3/3" in drawn, drawn
+    assert terminal[-1].startswith("calibrating on 3 images: ") and terminal[-1].endswith(" s")
