@@ -95,7 +95,23 @@ def versions() -> dict:
     return found
 
 
+def die_with_parent() -> None:
+    """Linux kills this worker when edgeskin exits (Ctrl-C and SIGTERM end edgeskin with os._exit; an
+    orphaned onnx2tf would run on for minutes into a deleted folder)."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # edgeskin was gone before the line above
+        sys.exit(1)
+
+
 def main() -> int:
+    die_with_parent()
     job = json.loads(Path(sys.argv[1]).read_text())
     result = (convert_float if job["task"] == "float" else quantize_int8)(job)
     result["versions"] = versions()

@@ -3,6 +3,12 @@ the default route: same recipes, same gates, same manifest, one parity table for
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from edgeskin.converters.recipes import RECIPES
@@ -51,3 +57,33 @@ def test_parity_puts_both_routes_side_by_side_in_one_table(both_routes):
     assert sorted((row[1], row[2]) for row in rows) == sorted(
         (route, recipe) for route in ("onnx2tf", "litert-torch") for recipe in RECIPES_BOTH.split(","))
     assert all(row[-1] == "pass" for row in rows), done.stdout
+
+
+def _workers() -> list[str]:
+    """Running onnx2tf worker processes (their command lines), from /proc."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "onnx2tf_worker.py" in text:
+            found.append(text)
+    return found
+
+
+def test_a_terminated_conversion_takes_its_onnx2tf_worker_with_it(tmp_path):
+    assert not _workers(), "an onnx2tf worker is already running"
+    proc = subprocess.Popen([sys.executable, "-m", "edgeskin.cli", "convert", "--route", "onnx2tf", "--recipes", "fp32",
+                             "--out", tmp_path / "dist"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not _workers():
+        time.sleep(0.2)
+    assert _workers(), "the worker never started"
+    time.sleep(10)  # inside onnx2tf now, which would run on for a minute or more on its own
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    deadline = time.time() + 30
+    while time.time() < deadline and _workers():
+        time.sleep(0.2)
+    assert not _workers() and not (tmp_path / "dist").exists() and not list(tmp_path.glob(".dist.*"))
