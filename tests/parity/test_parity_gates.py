@@ -36,7 +36,9 @@ def test_full_int8_fails_its_gate_and_the_command_says_so(parity_report):
     _, report, code, stdout = parity_report
     entry = _entry(report, "tflite", "int8")
     assert entry["verdict"] == "fail" and entry["failures"]
-    assert entry["parity"]["agreement"] < RECIPES["int8"].gate.min_agreement
+    gate, parity = RECIPES["int8"].gate, entry["parity"]
+    # which limit it breaks depends on the image set (49 bundled test images: one flip, 98%, but a BMA loss)
+    assert parity["agreement"] < gate.min_agreement or parity["bma_loss"] > gate.max_bma_loss, parity
     assert code == 1 and report["passed"] is False
     assert "FAIL" in stdout
 
