@@ -7,8 +7,11 @@ tflite-runtime, then TensorFlow's own tf.lite (DESIGN.md section 7).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,8 @@ import numpy as np
 
 from .errors import EdgeskinError
 
+# What ai-edge-litert 2.3's C++ prints on every load, whatever TF_CPP_MIN_LOG_LEVEL says: not for users
+_LOAD_NOTICES = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
 # Text the TFLite runtimes use when a model needs ops newer than they have
 _TOO_NEW = ("Didn't find op for builtin opcode", "old TFLite binary", "builtin_code out of range")
 
@@ -50,13 +55,36 @@ def tflite_interpreter_class():
         raise EdgeskinError("no TFLite runtime installed: pip install 'edgeskin[pi]' (ai-edge-litert)") from None
 
 
+@contextlib.contextmanager
+def _native_notices_dropped():
+    """Run a native call with its stderr (fd 2) captured; everything but _LOAD_NOTICES is passed on."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr to protect
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines() if line.strip() not in _LOAD_NOTICES]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+
+
 class TFLiteBackend:
     def __init__(self, path: Path, threads: int | None = None) -> None:
         interpreter_class, self.runtime, self.runtime_version = tflite_interpreter_class()
         self.threads = threads or default_threads()
         try:
-            self.interpreter = interpreter_class(model_path=str(path), num_threads=self.threads)
-            self.interpreter.allocate_tensors()
+            with _native_notices_dropped():
+                self.interpreter = interpreter_class(model_path=str(path), num_threads=self.threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if any(marker in str(exc) for marker in _TOO_NEW):

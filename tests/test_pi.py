@@ -59,6 +59,7 @@ def test_table_and_summary(fp32, sample_images, expected_labels):
     done = subprocess.run([str(script), str(fp32), *(p.name for p in images)], capture_output=True, text=True, timeout=300,
                           cwd=images[0].parent)
     assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # ai-edge-litert's load notice ("INFO: Created TensorFlow Lite XNNPACK delegate") is dropped
     lines = done.stdout.strip().splitlines()
     assert "recipe fp32, 8 classes" in lines[0] and "threads" in lines[0]
     assert lines[1].split()[:4] == ["image", "label", "prob", "top-3"] and lines[1].endswith("infer ms  total ms")
