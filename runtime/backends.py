@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,10 @@ class TFLiteBackend:
             raise EdgeskinError.about(path, f"{self.runtime} cannot load this model ({text})") from None
         self.inputs = [self._spec(d) for d in self.interpreter.get_input_details()]
         self.outputs = [self._spec(d) for d in self.interpreter.get_output_details()]
+        # one interpreter holds one set of tensors: calls from several threads take turns (without
+        # this, set_tensor fails while another thread's invoke runs: "There is at least 1 reference
+        # to internal data")
+        self._lock = threading.Lock()
 
     @staticmethod
     def _spec(detail: dict) -> TensorSpec:
@@ -102,10 +107,11 @@ class TFLiteBackend:
         return TensorSpec(detail["name"], tuple(int(x) for x in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
     def run(self, array: np.ndarray) -> list[np.ndarray]:
-        details = self.interpreter.get_input_details()[0]
-        self.interpreter.set_tensor(details["index"], array)
-        self.interpreter.invoke()
-        return [self.interpreter.get_tensor(d["index"]).copy() for d in self.interpreter.get_output_details()]
+        with self._lock:
+            details = self.interpreter.get_input_details()[0]
+            self.interpreter.set_tensor(details["index"], array)
+            self.interpreter.invoke()
+            return [self.interpreter.get_tensor(d["index"]).copy() for d in self.interpreter.get_output_details()]
 
 
 class OnnxBackend:

@@ -263,3 +263,17 @@ def test_usage_errors_exit_2(samples_dir, args, message, capsys, tmp_path):
         main([str(tmp_path / "never-opened.tflite"), *map(str, images), *args])
     stderr = capsys.readouterr().err
     assert exited.value.code == 2 and message in stderr and "Traceback" not in stderr
+
+
+def test_one_tflite_predictor_shared_by_four_threads_gives_the_single_thread_answers(fp32, sample_pixels):
+    """A TFLite interpreter holds one set of tensors: shared calls take turns (runtime/backends.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgeskin.runtime import load
+
+    predictor = load(fp32, threads=1)
+    pixels = list(sample_pixels[:4]) * 6
+    alone = [predictor.predict_pixels(p).probabilities for p in pixels]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        shared = list(pool.map(lambda p: predictor.predict_pixels(p).probabilities, pixels))
+    np.testing.assert_array_equal(np.stack(shared), np.stack(alone))
