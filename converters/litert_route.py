@@ -20,6 +20,7 @@ import torch
 
 from edgeskin.converters.progress import stage
 from edgeskin.converters.quiet import log_tail, quiet_output
+from edgeskin.converters.tflite import LINEAR_OPS
 from edgeskin.models import deployable
 from edgeskin.runtime.errors import EdgeskinError
 
@@ -45,7 +46,7 @@ QUANTIZER_RECIPES = {
     "dynamic": QuantizerRecipe("dynamic", ("ALL_SUPPORTED",), 8),
     # int8 on the linear layers and the patch conv only: the rest stays float, and XNNPACK keeps
     # the graph in one partition (full int8 splits it into 13-64 and runs 7-9x slower)
-    "int8-mixed": QuantizerRecipe("static", ("FULLY_CONNECTED", "CONV_2D"), 8, 8),
+    "int8-mixed": QuantizerRecipe("static", LINEAR_OPS, 8, 8),
     "int8": QuantizerRecipe("static", ("ALL_SUPPORTED",), 8, 8),
     "w8a16": QuantizerRecipe("static", ("ALL_SUPPORTED",), 8, 16),
 }

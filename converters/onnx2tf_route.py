@@ -80,8 +80,10 @@ def convert(onnx: bytes, recipes: list[str], pixels: np.ndarray, calibration: np
     files = {r: Path(floats["files"][r]).read_bytes() for r in recipes if r in floats["files"]}
     seconds = dict.fromkeys(files, float_seconds)
     keep_float_ops = sorted(op_types(Path(floats["files"]["fp32"]).read_bytes()) - set(LINEAR_OPS))
-    for recipe in (r for r in recipes if r in ("int8", "int8-mixed")):
+    calibrated = [r for r in recipes if r in ("int8", "int8-mixed")]
+    if calibrated:
         np.save(workdir / "calibration.npy", calibration)
+    for recipe in calibrated:
         began = time.perf_counter()
         job = {"task": "int8", "recipe": recipe, "workdir": str(workdir), "saved_model": floats["saved_model"],
                "pixels": str(workdir / "calibration.npy"), "output": str(workdir / f"{recipe}.tflite"),

@@ -8,7 +8,7 @@ directory (we write it, from real images); it runs onnxsim as a subprocess (the 
 folder must be on PATH); GELU's Erf is replaced by a pseudo op so no FlexErf appears.
 
 Job keys: task ("float" or "int8"), onnx, workdir, pixels (.npy, uint8 NxHxWx3), dynamic (bool);
-int8: keep_float_ops (list), integer_io (bool), output (.tflite path). The result (file paths and
+int8: saved_model, keep_float_ops (list; empty: full int8 with int8 input and output), output (.tflite path). The result (file paths and
 library versions) is written to workdir/result-<task>.json.
 """
 
@@ -75,12 +75,11 @@ def quantize_int8(job: dict) -> dict:
                                             debug_options=options).get_nondebug_quantized_model()
     else:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if job.get("integer_io", True):
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
         raw = converter.convert()
     Path(job["output"]).write_bytes(raw)
-    return {"files": {job["recipe"]: job["output"]}}
+    return {}
 
 
 def versions() -> dict:

@@ -57,30 +57,29 @@ class Recipe:
 ROUTES = ("litert", "onnx2tf")
 DEFAULT_ROUTE = "litert"
 ROUTE_LABELS = {"litert": "litert-torch", "onnx2tf": "onnx2tf"}
-BOTH = ROUTES
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         Recipe("fp32", ("tflite", "onnx", "coreml"), "float32 weights and activations",
                Gate(min_agreement=1.0, max_logit_diff_rel=1e-3),
-               tflite=TensorTypes("float32", "float32", "float32", "float32"), routes=BOTH),
+               tflite=TensorTypes("float32", "float32", "float32", "float32"), routes=ROUTES),
         Recipe("fp16", ("tflite", "coreml"), "float16 weights (TFLite: dequantized to float32 at load, float32 compute; "
                "Core ML: float16 compute)", Gate(min_agreement=0.995),
-               tflite=TensorTypes("float16", "float32", "float32", "float32"), routes=BOTH),
+               tflite=TensorTypes("float16", "float32", "float32", "float32"), routes=ROUTES),
         Recipe("dynamic", ("tflite",), "int8 per-channel weights, float activations (dynamic-range quantization)",
                Gate(min_agreement=0.98, min_cosine=0.999),
-               tflite=TensorTypes("int8", "float32", "float32", "float32"), routes=BOTH),
+               tflite=TensorTypes("int8", "float32", "float32", "float32"), routes=ROUTES),
         Recipe("int8-mixed", ("tflite",), "calibrated int8 weights and activations for every linear layer and the patch "
                "convolution (global min/max over real images); LayerNorm, Softmax, GELU, attention matmuls and residual "
                "adds kept float, which keeps XNNPACK's graph in one piece",
                Gate(min_agreement=0.97, max_bma_loss=0.01), needs_calibration=True,
-               tflite=TensorTypes("int8", "int8", "float32", "float32"), routes=BOTH),
+               tflite=TensorTypes("int8", "int8", "float32", "float32"), routes=ROUTES),
         Recipe("int8", ("tflite",), "full integer: int8 weights and activations, int8 input and output, calibrated "
                "(measured 96-97% top-1 agreement on the demo student and 7-9x slower than int8-mixed on CPU: "
                "fails its gate; built only when asked for)",
                Gate(min_agreement=0.97, max_bma_loss=0.01), needs_calibration=True,
-               tflite=TensorTypes("int8", "int8", "int8", "int8"), routes=BOTH),
+               tflite=TensorTypes("int8", "int8", "int8", "int8"), routes=ROUTES),
         Recipe("w8a16", ("tflite",), "int8 weights, int16 activations (LayerNorm's squared difference stays float), for int16-capable accelerators (NPUs, "
                "DSPs); CPUs run it on reference kernels, tens of times slower than fp32; built only when asked for",
                Gate(min_agreement=0.97, max_bma_loss=0.01), needs_calibration=True,
