@@ -3,6 +3,7 @@ and `edgeskin-pi`, so both expand folders, time, and report bad files the same w
 
 Each source gives one Classified: a Prediction, or the EdgeskinError that stopped it (the run
 goes on to the next source), with timings; a Tally sums a run up for its summary and exit code.
+Sources come from runtime/inputs.py, which also counts what a folder held that was skipped.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .errors import EdgeskinError
 from .predictor import Prediction, Predictor
 from .preprocess import ImageSource, PreprocessConfig, preprocess
-from .reporting import expand_inputs, median
+from .reporting import median
 
 
 @dataclass(frozen=True)
@@ -30,16 +30,14 @@ class Classified:
         return isinstance(self.result, EdgeskinError)
 
 
-def file_sources(arguments: Iterable[str | Path]) -> list[tuple[str, Path]]:
-    """(name, path) for each file the arguments name, folders expanded by expand_inputs."""
-    return [(str(path), path) for path in expand_inputs(arguments)]
-
-
-def classify(predictor: Predictor, sources: Iterable[tuple[str, ImageSource]], top_k: int = 3,
+def classify(predictor: Predictor, sources: Iterable[tuple[str, ImageSource | EdgeskinError]], top_k: int = 3,
              config: PreprocessConfig | None = None) -> Iterator[Classified]:
     """Classify each (name, image) in turn; `config` overrides the artifact's preprocessing."""
     config = config or predictor.preprocess_config
     for name, source in sources:
+        if isinstance(source, EdgeskinError):  # found unreadable while expanding a folder
+            yield Classified(name, source)
+            continue
         start = time.perf_counter()
         try:
             pixels = preprocess(source, config)
@@ -61,6 +59,7 @@ class Tally:
 
     count: int = 0
     failures: int = 0
+    skipped: str = ""  # Inputs.skipped_note(): what folders held that was not classified
     infer_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
 
@@ -79,3 +78,15 @@ class Tally:
     @property
     def p50_total_ms(self) -> float | None:
         return median(self.total_ms)
+
+    def counts(self) -> dict:
+        """The summary's counts, as `--json` prints them."""
+        return {"images": self.count, "classified": self.count - self.failures, "failures": self.failures,
+                "skipped": self.skipped}
+
+    def summary_line(self) -> str:
+        """'4 images, 2 failures, p50 latency 9.1 ms (12.0 ms with decode and resize)[; skipped ...]'."""
+        p50 = "n/a" if self.p50_infer_ms is None else f"{self.p50_infer_ms:.1f} ms"
+        with_decode = "" if self.p50_total_ms is None else f" ({self.p50_total_ms:.1f} ms with decode and resize)"
+        skipped = f"; {self.skipped}" if self.skipped else ""
+        return f"{self.count} images, {self.failures} failures, p50 latency {p50}{with_decode}{skipped}"

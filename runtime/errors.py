@@ -11,3 +11,13 @@ class EdgeskinError(Exception):
     @classmethod
     def about(cls, path: object, problem: str) -> "EdgeskinError":
         return cls(f"{path}: {problem}")
+
+
+class EdgeskinTypeError(EdgeskinError, TypeError):
+    """A caller of the Python API passed the wrong kind of value: a TypeError, and still one line."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line (its first non-empty line, else its type), for error messages."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(exc).__name__

@@ -19,8 +19,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .classify import Classified, Tally, classify, file_sources
+from .classify import Classified, Tally, classify
 from .errors import EdgeskinError
+from .inputs import expand_inputs
 from .reporting import problem_of, result_record
 
 PROG = "edgeskin-pi"
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="one JSON object per line; the last line is the summary")
     p.add_argument("--raw", action="store_true", help="with --json: every class probability (and logits) at full precision")
+    p.add_argument("--strict", action="store_true", help="hidden and non-image files inside folders are failures, not skipped")
     p.add_argument("--crop-border", action="store_true", help="crop the black dermatoscope border first (paper's step)")
     p.add_argument("--camera", action="store_true", help="classify frames from the Pi camera (needs picamera2)")
     p.add_argument("--every", type=float, default=None, metavar="SECONDS", help="--camera: a frame every SECONDS until Ctrl-C")
@@ -113,8 +115,7 @@ def _rounded(value: float | None) -> float | None:
 
 def _summary(predictor, tally: Tally) -> dict:
     meta = predictor.metadata
-    return {"images": tally.count, "classified": tally.count - tally.failures, "failures": tally.failures,
-            "p50_latency_ms": _rounded(tally.p50_infer_ms), "p50_total_ms": _rounded(tally.p50_total_ms),
+    return {**tally.counts(), "p50_latency_ms": _rounded(tally.p50_infer_ms), "p50_total_ms": _rounded(tally.p50_total_ms),
             "model": str(predictor.path), "recipe": meta.recipe, "runtime": predictor.runtime,
             "threads": predictor.backend.threads,
             "outputs": [{"name": n, "dtype": s.dtype, "scale": s.scale, "zero_point": s.zero_point}
@@ -135,10 +136,12 @@ def run(args) -> int:
     config = predictor.preprocess_config
     if args.crop_border:
         config = replace(config, crop_border=True)
+    tally, interrupted = Tally(), False
     if camera is not None:
         sources, width = _camera_frames(camera, args.every, args.frames), 22
     else:
-        sources = file_sources(args.inputs)
+        inputs = expand_inputs(args.inputs)
+        sources, tally.skipped = inputs.sources(args.strict), ("" if args.strict else inputs.skipped_note())
         width = max((len(name) for name, _ in sources), default=12)
     table = None
     if not args.json:
@@ -146,7 +149,6 @@ def run(args) -> int:
         print(f"{args.model}: {meta.model} exit {meta.exit}, recipe {meta.recipe}, {len(meta.class_names)} classes; "
               f"{predictor.runtime}, {predictor.backend.threads} threads")
         table = _Table(width, args.top_k)
-    tally, interrupted = Tally(), False
     try:
         for item in classify(predictor, sources, args.top_k, config):
             tally.add(item)
@@ -160,9 +162,7 @@ def run(args) -> int:
     if table is None:
         print(json.dumps({"summary": summary}))
     else:
-        p50 = "n/a" if summary["p50_latency_ms"] is None else f"{summary['p50_latency_ms']:.1f} ms"
-        with_decode = "" if summary["p50_total_ms"] is None else f" ({summary['p50_total_ms']:.1f} ms with decode and resize)"
-        print(f"{tally.count} images, {tally.failures} failures, p50 latency {p50}{with_decode}")
+        print(tally.summary_line())
     return 130 if interrupted else (1 if tally.failures else 0)
 
 

@@ -1,31 +1,12 @@
 """What the torch-free commands print per image, shared by `edgeskin predict` and `edgeskin-pi`.
 
 One record per image (a Prediction, or the EdgeskinError that stopped it), as a JSON-ready dict
-or a text line; plus the expansion of folder arguments into the files they hold.
+or a text line (folder arguments are expanded by runtime/inputs.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
-
 from .errors import EdgeskinError
-
-
-def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; a folder becomes every file under it, sorted, hidden files skipped.
-
-    Non-image files stay in the list on purpose: the caller reports each as a failure rather
-    than silently classifying fewer images than the folder holds.
-    """
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file()
-                                and not any(part.startswith(".") for part in p.relative_to(path).parts)))
-        else:
-            found.append(path)
-    return found
 
 
 def problem_of(error: EdgeskinError, source: object) -> str:

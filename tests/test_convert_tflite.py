@@ -139,6 +139,7 @@ def test_predict_prints_top_k_and_reports_bad_files(converted, samples_dir, tmp_
     lines = done.stdout.strip().splitlines()
     assert "ISIC_0000002.jpg: " in lines[0] and "top-2:" in lines[0]
     assert lines[1].startswith(f"{bad}: error: not an image")
+    assert lines[2].startswith("2 images, 1 failures, p50 latency ")
 
 
 def test_corrupt_and_truncated_tflite(converted, tmp_path, samples_dir):
@@ -284,7 +285,7 @@ def test_every_format_and_recipe_has_the_same_outputs_in_the_same_order(converte
 
 
 def test_predict_expands_folders_like_the_pi_script(converted, sample_images, tmp_path):
-    from edgeskin.runtime.reporting import expand_inputs
+    from edgeskin.runtime.inputs import expand_inputs
 
     out, _, _, _ = converted
     folder = tmp_path / "visit"
@@ -295,4 +296,6 @@ def test_predict_expands_folders_like_the_pi_script(converted, sample_images, tm
     done = run_cli("predict", out / "skindistilvit-ti6-e6-fp32.tflite", folder, "--json")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [r["image"] for r in records] == [str(p) for p in expand_inputs([folder])] == [str(folder / "a.jpg"), str(folder / "more" / "b.jpg")]
+    expected = [str(folder / "a.jpg"), str(folder / "more" / "b.jpg")]
+    assert [r["image"] for r in records[:-1]] == [str(e.path) for e in expand_inputs([folder]).entries] == expected
+    assert records[-1]["summary"] == {"images": 2, "classified": 2, "failures": 0, "skipped": "skipped 1 hidden or non-image file (.hidden.jpg)"}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeskin.runtime.reporting import expand_inputs
+from edgeskin.runtime.inputs import expand_inputs
 from tests.test_runtime_isolation import BLOCKER
 
 FP32 = "skindistilvit-ti6-e6-fp32.tflite"
@@ -102,31 +102,67 @@ def test_folder_with_a_corrupt_jpeg_and_a_text_file(fp32, sample_images, expecte
     (folder / "a.jpg").write_bytes(good[0].read_bytes())
     (folder / "more" / "b.jpg").write_bytes(good[1].read_bytes())
     (folder / "cut.jpg").write_bytes(good[0].read_bytes()[:3000])  # a truncated JPEG
-    (folder / "notes.txt").write_text("patient notes")
-    (folder / ".DS_Store").write_bytes(b"\x00\x01")  # hidden: skipped
+    (folder / "notes.txt").write_text("patient notes")  # not an image extension: skipped, counted
+    (folder / "scan.png").write_text("not a PNG at all")  # an image extension: tried, fails
+    (folder / ".DS_Store").write_bytes(b"\x00\x01")  # hidden: skipped, counted
     done = run_pi(fp32, "visit", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     rows = done.stdout.strip().splitlines()[2:-1]
-    assert [row.split()[0] for row in rows] == ["visit/a.jpg", "visit/cut.jpg", "visit/more/b.jpg", "visit/notes.txt"]
+    assert [row.split()[0] for row in rows] == ["visit/a.jpg", "visit/cut.jpg", "visit/more/b.jpg", "visit/scan.png"]
     assert rows[0].split()[1] == expected_labels[str(good[0])] and rows[2].split()[1] == expected_labels[str(good[1])]
     assert "error: corrupt or truncated image" in rows[1] and "error: not an image Pillow can read" in rows[3]
-    assert done.stdout.strip().splitlines()[-1].startswith("4 images, 2 failures, p50 latency ")
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("4 images, 2 failures, p50 latency ")
+    assert summary.endswith("; skipped 2 hidden or non-image files (.DS_Store, notes.txt)")
     records = [json.loads(line) for line in run_pi(fp32, folder, "--json").stdout.splitlines()]
     assert [("error" in r) for r in records[:-1]] == [False, True, False, True]
-    assert records[-1]["summary"]["failures"] == 2
+    assert records[-1]["summary"]["failures"] == 2 and "notes.txt" in records[-1]["summary"]["skipped"]
+    strict = [json.loads(line) for line in run_pi(fp32, folder, "--json", "--strict").stdout.splitlines()]
+    assert [Path(r["image"]).name for r in strict if "error" in r] == [".DS_Store", "cut.jpg", "notes.txt", "scan.png"]
+    assert strict[-1]["summary"]["failures"] == 4 and strict[-1]["summary"]["skipped"] == ""
 
 
-def test_expand_inputs_sorted_recursive_hidden_skipped(tmp_path):
+def test_special_entries_in_a_folder_are_reported_never_opened(fp32, sample_images, tmp_path):
+    """FIFOs, broken links, link loops, a link to /dev/zero: each its own row and reason; nothing hangs."""
+    folder = tmp_path / "visit"
+    (folder / "x.jpg").mkdir(parents=True)  # a folder named like an image: walked, not an entry
+    (folder / "x.jpg" / "inner.jpg").write_bytes(sample_images[0].read_bytes())
+    (folder / "a.jpg").write_bytes(sample_images[1].read_bytes())
+    os.mkfifo(folder / "pipe.jpg")
+    os.mkfifo(folder / "pipe-no-extension")
+    (folder / "gone.jpg").symlink_to(folder / "nowhere.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "zero.png").symlink_to("/dev/zero")
+    (folder / "labels.csv").write_text("image,label\n")
+    done = run_pi(fp32, folder, "--json")
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    errors = {Path(r["image"]).name: r["error"] for r in records[:-1] if "error" in r}
+    assert errors == {"gone.jpg": f"broken symbolic link (to {folder / 'nowhere.jpg'})", "loop.jpg": "symbolic link loop",
+                      "pipe-no-extension": "is a named pipe (FIFO), not a file", "pipe.jpg": "is a named pipe (FIFO), not a file",
+                      "zero.png": "is a character device, not a file"}
+    assert sorted(Path(r["image"]).name for r in records[:-1] if "label" in r) == ["a.jpg", "inner.jpg"]
+    assert records[-1]["summary"]["failures"] == 5 and "labels.csv" in records[-1]["summary"]["skipped"]
+    assert done.returncode == 1 and done.stderr == ""
+    # named directly, the same reasons (never "no such image file" for a link that exists)
+    direct = run_pi(fp32, folder / "loop.jpg", folder / "pipe.jpg", folder / "x.jpg" / "inner.jpg", "--json")
+    rows = [json.loads(line) for line in direct.stdout.splitlines()]
+    assert [r.get("error") for r in rows[:-1]] == ["symbolic link loop", "is a named pipe (FIFO), not a file", None]
+
+
+def test_expand_inputs_sorted_recursive_hidden_and_non_images_skipped(tmp_path):
     for name in ("b.jpg", "a/z.png", "a/.cache/x.jpg", ".hidden.jpg", "c.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    single = tmp_path / "b.jpg"
-    assert expand_inputs([tmp_path, single]) == [tmp_path / "a" / "z.png", tmp_path / "b.jpg", tmp_path / "c.txt", single]
+    single = tmp_path / "c.txt"
+    found = expand_inputs([tmp_path, single])
+    assert [e.path for e in found.entries] == [tmp_path / "a" / "z.png", tmp_path / "b.jpg", single]
+    assert found.skipped == [tmp_path / ".hidden.jpg", tmp_path / "a" / ".cache", tmp_path / "c.txt"]
+    assert found.skipped_note() == "skipped 3 hidden or non-image files (.hidden.jpg, .cache, c.txt)"
 
 
 def test_the_loop_predict_and_pi_share_reports_bad_files_and_goes_on(samples_dir, tmp_path):
     """runtime.classify: a bad file and a runtime failing on invoke are each one failed item, in order."""
-    from edgeskin.runtime.classify import Tally, classify, file_sources
+    from edgeskin.runtime.classify import Tally, classify
     from edgeskin.runtime.preprocess import PreprocessConfig
 
     class FailsOnSecondImage:  # stands in for a Predictor: its config, and a runtime that breaks once
@@ -139,14 +175,14 @@ def test_the_loop_predict_and_pi_share_reports_bad_files_and_goes_on(samples_dir
                 raise RuntimeError("invoke failed")
             return f"top-{top_k} of {pixels.shape}"
 
-    for name in ("a.jpg", "b.txt", "c.jpg", "d.jpg"):
+    for name in ("a.jpg", "b.png", "c.jpg", "d.jpg"):
         source = samples_dir / "ISIC_0000002.jpg"
-        (tmp_path / name).write_bytes(b"notes" if name.endswith(".txt") else source.read_bytes())
+        (tmp_path / name).write_bytes(b"notes" if name.endswith(".png") else source.read_bytes())
     tally = Tally()
-    items = list(classify(FailsOnSecondImage(), file_sources([tmp_path]), top_k=2))
+    items = list(classify(FailsOnSecondImage(), expand_inputs([tmp_path]).sources(), top_k=2))
     for item in items:
         tally.add(item)
-    assert [Path(i.name).name for i in items] == ["a.jpg", "b.txt", "c.jpg", "d.jpg"]
+    assert [Path(i.name).name for i in items] == ["a.jpg", "b.png", "c.jpg", "d.jpg"]
     assert [i.failed for i in items] == [False, True, True, False]
     assert "not an image" in str(items[1].result) and "inference failed (invoke failed)" in str(items[2].result)
     assert items[0].result == "top-2 of (224, 224, 3)" and items[0].total_ms >= items[0].infer_ms > 0

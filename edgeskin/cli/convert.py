@@ -35,7 +35,8 @@ def add_parsers(sub) -> None:
     p.add_argument("images", nargs="+", type=Path, help="image files or folders (searched recursively, hidden files skipped)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--json", action="store_true", help="one JSON object per line; the last line is the summary")
+    p.add_argument("--strict", action="store_true", help="hidden and non-image files inside folders are failures, not skipped")
 
 
 def _abandon_on_signal() -> None:
@@ -85,14 +86,17 @@ def print_table(conversion) -> None:
 
 
 def cmd_predict(args) -> int:
-    from edgeskin.runtime.classify import Tally, classify, file_sources
+    from edgeskin.runtime.classify import Tally, classify
+    from edgeskin.runtime.inputs import expand_inputs
     from edgeskin.runtime.predictor import load
     from edgeskin.runtime.reporting import result_line, result_record
 
     predictor = load(args.artifact, threads=args.threads)
-    tally = Tally()
+    inputs = expand_inputs(args.images)
+    tally = Tally(skipped="" if args.strict else inputs.skipped_note())
     # the loop and the folder expansion of edgeskin-pi, so both report the same files the same way
-    for item in classify(predictor, file_sources(args.images), args.top_k):
+    for item in classify(predictor, inputs.sources(args.strict), args.top_k):
         tally.add(item)
-        print(json.dumps(result_record(item.name, item.result)) if args.json else result_line(item.name, item.result))
+        print(json.dumps(result_record(item.name, item.result)) if args.json else result_line(item.name, item.result), flush=True)
+    print(json.dumps({"summary": tally.counts()}) if args.json else tally.summary_line())
     return 1 if tally.failures else 0
