@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import io
+import struct
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from edgeskin.runtime import EdgeskinError, PreprocessConfig, decode_image, preprocess
 
@@ -144,3 +145,74 @@ def test_resample_round_trips_and_old_dicts_mean_bilinear(samples_dir):
     assert np.abs(ours.astype(int) - preprocess(image, PreprocessConfig(size=96)).astype(int)).max() >= 5  # really another filter
     with pytest.raises(EdgeskinError, match="preprocess resample 'lanczos': expected one of bilinear, bicubic"):
         PreprocessConfig.from_dict({**old, "resample": "lanczos"})
+
+
+def _jpeg_with_exif(tiff: bytes, size=(60, 40)) -> bytes:
+    pixels = (np.arange(size[0] * size[1] * 3) % 251).astype(np.uint8).reshape(size[1], size[0], 3)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", exif=b"Exif\0\0" + tiff)
+    return out.getvalue()
+
+
+def _tiff_ifd(*entries: bytes) -> bytes:
+    return b"II*\0" + struct.pack("<IH", 8, len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+
+
+def test_malformed_exif_still_decodes_and_keeps_its_orientation():
+    """XResolution stored as ASCII: ImageOps.exif_transpose raises TypeError; edgeskin rotates anyway."""
+    orientation = struct.pack("<HHI4s", 274, 3, 1, struct.pack("<H", 6) + b"\0\0")
+    ascii_resolution = struct.pack("<HHI4s", 282, 2, 4, b"abc\0")
+    data = _jpeg_with_exif(_tiff_ifd(orientation, ascii_resolution))
+    with pytest.raises(TypeError):
+        ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    assert decode_image(data).shape == (60, 40, 3)  # rotated upright, as orientation 6 says
+    garbage = _jpeg_with_exif(b"II*\0" + struct.pack("<I", 10**6))  # first IFD far past the end
+    assert decode_image(garbage).shape == (40, 60, 3)
+
+
+def test_any_decoder_exception_is_the_files_one_line_error(monkeypatch, tmp_path):
+    """A Pillow plugin raising NotImplementedError (a DDS with no pixel format does) stays one row."""
+    path = tmp_path / "odd.png"
+    Image.new("RGB", (8, 8)).save(path)
+
+    def refuse(self):
+        raise NotImplementedError("Unimplemented pixel format\nsecond line")
+
+    monkeypatch.setattr(Image.Image, "load", refuse)
+    with pytest.raises(EdgeskinError, match=r"^.*odd\.png: cannot decode this image \(NotImplementedError: Unimplemented pixel format\)$"):
+        preprocess(path)
+
+
+def test_decoded_bytes_are_capped_before_decoding(monkeypatch, tmp_path):
+    path = tmp_path / "wide.png"
+    Image.new("RGBA", (300, 200)).save(path)
+    monkeypatch.setattr(pp, "MAX_DECODED_BYTES", 200_000)
+    with pytest.raises(EdgeskinError, match=r"wide\.png: image is 300x200 RGBA: decoding it needs 0 MB, over the 0 MB per-image limit"):
+        preprocess(path)
+    Image.new("L", (300, 200)).save(path)  # one byte per pixel: 60 KB, under the cap
+    assert preprocess(path).shape == (224, 224, 3)
+
+
+def test_a_large_jpeg_is_decoded_reduced_with_nearly_the_same_pixels(tmp_path):
+    """A 4032x3024 phone photo: libjpeg's draft decodes it at 1/4 size; the 224x224 input barely changes."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    big = Image.fromarray(small).resize((4032, 3024), Image.BICUBIC)
+    path = tmp_path / "phone.jpg"
+    big.save(path, quality=95)
+    reduced = preprocess(path)
+    full = pp.resize(decode_image(path), 224)
+    assert reduced.shape == (224, 224, 3)
+    assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 2.0
+
+
+@pytest.mark.parametrize("value", [None, 42, 3.5, ["a.jpg"], {"a": 1}])
+def test_a_value_that_is_not_an_image_is_a_type_error(value):
+    with pytest.raises(TypeError, match=r"^image: expected a path, bytes, a uint8 pixel array or a PIL image, got "):
+        preprocess(value)
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 10, 3), (10, 0)])
+def test_empty_arrays_are_refused(shape):
+    with pytest.raises(EdgeskinError, match=r"has no pixels"):
+        preprocess(np.zeros(shape, np.uint8))
