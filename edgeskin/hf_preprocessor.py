@@ -9,11 +9,14 @@ fed other pixels than it was trained on loses accuracy without any error.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeskin.contract import ContractMissing, StatedContract
+from edgeskin.models.config import number_problem, triplet_problem
 from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.paths import read_bytes
 
 PROCESSOR_FILE = "preprocessor_config.json"
 PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}  # as transformers writes them
@@ -28,9 +31,10 @@ class Preprocessing:
 
 
 def read_json(path: Path) -> dict:
+    """A JSON object from a regular file (a FIFO or a folder in its place refused before it is opened)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(read_bytes(path, "JSON file"))
+    except ValueError as exc:  # not UTF-8, or not JSON
         raise EdgeskinError.about(path, f"not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise EdgeskinError.about(path, "expected a JSON object")
@@ -41,7 +45,7 @@ def read_preprocessing(folder: Path, image_size: int, stated: StatedContract) ->
     """mean/std from --mean/--std, else the processor's (image_mean/image_std; none when do_normalize
     is false); its resize checked against what edgeskin does and the model's `image_size`."""
     path = folder / PROCESSOR_FILE
-    processor = read_json(path) if path.is_file() else {}
+    processor = read_json(path) if os.path.lexists(path) else {}
     found = _normalization(processor, path)
     found.update({k: v for k, v in (("mean", stated.mean), ("std", stated.std)) if v is not None})
     missing = [f"--{k}" for k in ("mean", "std") if k not in found]
@@ -59,8 +63,9 @@ def _normalization(processor: dict, path: Path) -> dict:
     for key, ours in (("image_mean", "mean"), ("image_std", "std")):
         value = processor.get(key)
         if value is not None:
-            if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)):
-                raise EdgeskinError.about(path, f"{key} must be three numbers (R, G, B)")
+            problem = triplet_problem(key, value, positive=ours == "std")
+            if problem:
+                raise EdgeskinError.about(path, problem)
             found[ours] = tuple(float(v) for v in value)
     return found
 
@@ -73,7 +78,7 @@ def _check_resize(processor: dict, path: Path, image_size: int) -> None:
         raise EdgeskinError.about(path, f"do_center_crop is true (crop_size {processor.get('crop_size')}): edgeskin resizes "
                                   "the whole image and does not crop")
     scale = processor.get("rescale_factor", 1 / 255) if processor.get("do_rescale", True) is not False else 1
-    if not isinstance(scale, (int, float)) or abs(scale * 255 - 1) > 1e-6:
+    if number_problem("rescale_factor", scale) or abs(scale * 255 - 1) > 1e-6:  # NaN is a number JSON may hold
         raise EdgeskinError.about(path, f"rescale_factor {scale} (do_rescale {processor.get('do_rescale', True)}): "
                                   "edgeskin scales pixels by 1/255 before normalizing")
     size = processor.get("size")

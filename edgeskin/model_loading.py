@@ -7,7 +7,7 @@ from pathlib import Path
 from edgeskin.checkpoint import CONFIG_KEY, LoadedModel, load_native, peek_metadata
 from edgeskin.contract import StatedContract
 from edgeskin.hf_import import import_foreign
-from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.paths import regular_file
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "demo" / "skindistilvit-ti6-demo.safetensors"
 
@@ -19,8 +19,8 @@ def load_checkpoint(path: str | Path, arch: str | None = None, stated: StatedCon
     --crop-border); required where the checkpoint does not carry them, an override where it does.
     """
     path = Path(path)
-    if not path.exists():
-        raise EdgeskinError.about(path, "no such checkpoint file or folder")
+    if not path.is_dir():
+        regular_file(path, "checkpoint file or folder")  # a FIFO would block the reader forever
     if path.is_file() and path.suffix == ".safetensors" and arch is None:
         _, metadata = peek_metadata(path)
         if CONFIG_KEY in metadata:
