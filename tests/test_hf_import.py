@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -257,3 +258,96 @@ def test_unnamed_outputs_need_classes_and_only_weights_are_hashed(tmp_path):
     (folder / "preprocessor_config.json").unlink()
     with pytest.raises(EdgeskinError, match=r"hf: no preprocessor_config\.json with image_mean/image_std: pass --mean and --std"):
         load_checkpoint(folder, stated=stated)
+
+
+# --- hostile config.json / preprocessor_config.json / weights (issue 13) ---------------------------
+
+HF_FIELD_EDITS = [
+    ({"hidden_size": 0}, "hidden_size must be a positive integer, got 0"),
+    ({"num_attention_heads": "2"}, 'num_attention_heads must be a positive integer, got "2"'),
+    ({"num_hidden_layers": 2.5}, "num_hidden_layers must be a positive integer, got 2.5"),
+    ({"intermediate_size": None, "hidden_size": True}, "hidden_size must be a positive integer, got true"),
+    ({"image_size": -224}, "image_size must be a positive integer, got -224"),
+    ({"patch_size": [16]}, r"patch_size must be a positive integer, got \[16\]"),
+    ({"layer_norm_eps": 0}, "layer_norm_eps must be positive, got 0"),
+    ({"qkv_bias": "true"}, 'qkv_bias must be true or false, got "true"'),
+    ({"architectures": "ViTForImageClassification"}, 'architectures must be a list of class names, got "ViTForImageClassification"'),
+    ({"id2label": HF_LABELS}, r'id2label must map output indices to names, got \["NV", "MEL"'),
+    ({"id2label": {"0": 5}}, r'id2label must map output indices to names, got \{"0": 5\}'),
+    ({"num_attention_heads": 5}, "model config: embed_dim 64 is not divisible by num_heads 5"),
+    ({"intermediate_size": 64 * 100}, "model config: mlp_ratio must be at most 16, got 100.0"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), HF_FIELD_EDITS, ids=[m[:30] for _, m in HF_FIELD_EDITS])
+def test_hf_config_fields_are_type_checked(tmp_path, edit, message):
+    folder = tmp_path / "hf"
+    write_hf(folder, "vit", False, "safetensors")
+    (folder / "config.json").write_text(json.dumps({**hf_config(), **edit}))
+    with pytest.raises(EdgeskinError, match=rf"^{folder}/config\.json: {message}"):
+        load_checkpoint(folder)
+
+
+def test_hf_config_that_is_not_an_object_or_lacks_a_field(tmp_path):
+    folder = tmp_path / "hf"
+    write_hf(folder, "vit", False, "safetensors")
+    (folder / "config.json").write_text("[1, 2]")
+    with pytest.raises(EdgeskinError, match=r"hf/config\.json: expected a JSON object$"):
+        load_checkpoint(folder)
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in hf_config().items() if k != "hidden_size"}))
+    with pytest.raises(EdgeskinError, match=r"hf/config\.json: missing ViT field 'hidden_size' \(a ViT config\.json has "
+                                            r"num_hidden_layers, hidden_size, num_attention_heads\)$"):
+        load_checkpoint(folder)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("image_std", [0.5, 0, 0.5], r"image_std\[1\] must be positive, got 0"),
+    ("image_mean", [0.5, "x", 0.5], r'image_mean\[1\] must be a finite number, got "x"'),
+    ("rescale_factor", float("nan"), r"rescale_factor nan \(do_rescale True\): edgeskin scales pixels by 1/255"),
+])
+def test_hf_preprocessor_numbers_are_checked(tmp_path, key, value, message):
+    folder = tmp_path / "hf"
+    write_hf(folder, "vit", False, "safetensors")
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.5] * 3, key: value}))
+    with pytest.raises(EdgeskinError, match=rf"hf/preprocessor_config\.json: {message}"):
+        load_checkpoint(folder)
+
+
+@pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json", "model.safetensors"])
+def test_hf_folder_with_a_fifo_in_place_of_a_file(tmp_path, name):
+    from tests.test_checkpoint_limits import refused_without_hanging
+
+    folder = tmp_path / "hf"
+    write_hf(folder, "vit", False, "safetensors")
+    (folder / name).unlink()
+    os.mkfifo(folder / name)
+    with pytest.raises(EdgeskinError, match=rf"hf/{name}: is a named pipe \(FIFO\)"):
+        refused_without_hanging(load_checkpoint, folder)
+
+
+def test_hf_index_listing_a_fifo_shard(tmp_path):
+    folder = tmp_path / "hf"
+    write_hf(folder, "vit", False, "safetensors")
+    (folder / "model.safetensors").rename(folder / "model-00001.safetensors")
+    os.mkfifo(folder / "model-00002.safetensors")
+    names = list(hf_state("vit", False))
+    index = {"weight_map": {k: "model-00001.safetensors" for k in names[1:]} | {names[0]: "model-00002.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(EdgeskinError, match=r"model\.safetensors\.index\.json: lists shard model-00002\.safetensors: is a named pipe"):
+        load_checkpoint(folder)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("classifier.weight", torch.zeros(9), r"model\.safetensors: classifier\.weight has shape \(9,\), not \(outputs, hidden_size\)"),
+    ("vit.encoder.layer.0.attention.attention.key.weight", torch.zeros(3),
+     r"model\.safetensors: weights do not form a Hugging Face ViT \(RuntimeError: "),
+    ("classifier.bias", torch.zeros(()), r"model\.safetensors: weights do not form a Hugging Face ViT \(IndexError: "),
+])
+def test_hf_weights_of_weird_shapes(tmp_path, key, value, message):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "hf"
+    write_hf(folder, "vit", False, "safetensors")
+    save_file({**hf_state("vit", False), key: value}, str(folder / "model.safetensors"))
+    with pytest.raises(EdgeskinError, match=message):
+        load_checkpoint(folder)
