@@ -7,8 +7,10 @@ uses, so training, evaluation and parity all see the same pixels.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import numpy as np
 from edgeskin.image_sources import ImageSource
 from edgeskin.models.config import ISIC_CLASSES, UNKNOWN_CLASS
 from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.paths import path_problem, regular_file
 from edgeskin.runtime.preprocess import PreprocessConfig, preprocess
 
 SPLIT_SEED = 42
@@ -59,11 +62,9 @@ def open_dataset(source: ImageSource | str | os.PathLike, split: str | None = No
     if not isinstance(source, ImageSource):
         source = ImageSource(Path(source), "given")
     path, label = source.root, source.label
-    if not path.exists():
-        raise EdgeskinError.about(path, "no such dataset folder or file")
-    if path.is_file():
-        csv_path, image_dir = path, _image_dir(path.parent)
-    elif (path / "labels.csv").is_file():
+    if not path.is_dir():
+        csv_path, image_dir = regular_file(path, "dataset folder or labels CSV"), _image_dir(path.parent)
+    elif os.path.lexists(path / "labels.csv"):
         csv_path, image_dir = path / "labels.csv", _image_dir(path)
     else:
         ground_truth = sorted(path.glob("*GroundTruth*.csv"))
@@ -84,20 +85,53 @@ def _isic2019_image_dir(root: Path) -> Path:
     return named if named.is_dir() else root
 
 
-def _open_csv(csv_path: Path) -> tuple[list[str], list[dict]]:
+Rows = list[tuple[int, dict[str, str]]]  # (line number, cells by column)
+
+
+def _open_csv(csv_path: Path) -> tuple[list[str], Rows]:
+    """The header and every row with the line it ends on (csv skips blank lines and lets quoted cells
+    span lines, so counting rows would name the wrong line); each row has exactly the header's cells."""
+    regular_file(csv_path, "CSV file")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            rows = list(reader)
-            return list(reader.fieldnames or []), rows
+            rows = [(reader.line_num, row) for row in reader]
+            columns = list(reader.fieldnames or [])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise EdgeskinError.about(csv_path, f"cannot read CSV ({exc})") from None
+    repeated = [c for c, n in Counter(columns).items() if n > 1]
+    if repeated:
+        raise EdgeskinError.about(csv_path, f"the header names column {repeated[0]!r} twice")
+    for line, row in rows:  # DictReader fills a short row with None and puts a long row's extra cells under None
+        cells = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+        if cells != len(columns):
+            raise EdgeskinError.about(csv_path, f"line {line}: {cells} cell{'s' * (cells != 1)}, but the header has {len(columns)}")
+    return columns, rows
+
+
+def _image_name(row: dict[str, str], csv_path: Path, line: int) -> str:
+    name = row["image"].strip()
+    if not name:
+        raise EdgeskinError.about(csv_path, f"line {line}: empty image name")
+    return name
+
+
+def _refuse_duplicates(csv_path: Path, image_ids: list[str]) -> None:
+    """An image listed twice would be counted twice by every metric (and with two labels, contradict itself)."""
+    repeated = [i for i, n in Counter(image_ids).items() if n > 1]
+    if repeated:
+        shown = ", ".join(repeated[:5]) + (f" (+{len(repeated) - 5} more)" if len(repeated) > 5 else "")
+        ids = "image id" if len(repeated) == 1 else "image ids"
+        raise EdgeskinError.about(csv_path, f"{len(repeated)} {ids} listed more than once: {shown}")
 
 
 def _resolve_image(image_dir: Path, name: str, csv_path: Path, line: int) -> Path:
     candidates = [image_dir / name] + ([image_dir / f"{name}.jpg"] if not Path(name).suffix else [])
     for candidate in candidates:
-        if candidate.is_file():
+        if os.path.lexists(candidate):
+            problem = path_problem(candidate, "dermoscopy image")  # a FIFO would block the decoder forever
+            if problem:
+                raise EdgeskinError.about(candidate, f"listed in {csv_path.name} line {line}: {problem}")
             return candidate
     raise EdgeskinError.about(candidates[-1], f"listed in {csv_path.name} line {line} but missing")
 
@@ -109,17 +143,30 @@ def _read_labels_csv(csv_path: Path, image_dir: Path, class_names) -> tuple[list
         raise EdgeskinError.about(csv_path, f"missing column {', '.join(map(repr, missing))} (columns: {', '.join(columns) or 'none'})")
     index = {name: i for i, name in enumerate(class_names)}
     samples, splits = [], []
-    for line, row in enumerate(rows, start=2):
-        label = (row.get("label") or "").strip()
+    for line, row in rows:
+        name, label = _image_name(row, csv_path, line), row["label"].strip()
+        if not label:
+            raise EdgeskinError.about(csv_path, f"line {line}: empty label (expected one of {', '.join(class_names)})")
         if label not in index:
             raise EdgeskinError.about(csv_path, f"line {line}: unknown label '{label}' (expected one of {', '.join(class_names)})")
-        name = (row.get("image") or "").strip()
-        path = _resolve_image(image_dir, name, csv_path, line)
-        samples.append(Sample(Path(name).stem, path, index[label]))
+        samples.append(Sample(Path(name).stem, _resolve_image(image_dir, name, csv_path, line), index[label]))
         splits.append((row.get("split") or "").strip())
     if not samples:
         raise EdgeskinError.about(csv_path, "lists no images (no rows under the header)")
+    _refuse_duplicates(csv_path, [s.image_id for s in samples])
     return samples, (splits if "split" in columns else None)
+
+
+def _one_hot(row: dict[str, str], column: str, csv_path: Path, line: int) -> float:
+    """A ground-truth cell: a number from 0 to 1 ('nan', 'inf' and '' are not)."""
+    cell = row[column].strip()
+    try:
+        value = float(cell)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # false for NaN too
+        raise EdgeskinError.about(csv_path, f"line {line}: {column} is {cell!r}, not a one-hot value from 0 to 1")
+    return value
 
 
 def _read_isic2019(gt_csv: Path, image_dir: Path, class_names) -> list[Sample]:
@@ -127,19 +174,17 @@ def _read_isic2019(gt_csv: Path, image_dir: Path, class_names) -> list[Sample]:
     missing = [c for c in ("image", *class_names) if c not in columns]
     if missing:
         raise EdgeskinError.about(gt_csv, f"missing column {', '.join(map(repr, missing))} (columns: {', '.join(columns)})")
-    samples = []
-    for line, row in enumerate(rows, start=2):
-        try:
-            hot = [float(row[c]) for c in class_names]
-            unknown = float(row.get(UNKNOWN_CLASS) or 0)
-        except ValueError:
-            raise EdgeskinError.about(gt_csv, f"line {line}: one-hot values must be numbers") from None
-        if unknown >= 0.5:
+    samples, names = [], []
+    for line, row in rows:
+        name = _image_name(row, gt_csv, line)
+        names.append(name)
+        hot = [_one_hot(row, c, gt_csv, line) for c in class_names]
+        if UNKNOWN_CLASS in columns and _one_hot(row, UNKNOWN_CLASS, gt_csv, line) >= 0.5:
             continue  # UNK is never a training or evaluation label
         if sum(v >= 0.5 for v in hot) != 1:
             raise EdgeskinError.about(gt_csv, f"line {line}: expected exactly one class set to 1")
-        label = int(np.argmax(hot))
-        samples.append(Sample(row["image"], _resolve_image(image_dir, row["image"], gt_csv, line), label))
+        samples.append(Sample(name, _resolve_image(image_dir, name, gt_csv, line), int(np.argmax(hot))))
+    _refuse_duplicates(gt_csv, names)
     return samples
 
 
