@@ -18,7 +18,7 @@ import torch
 
 from edgeskin.checkpoint import LoadedModel, model_from_state
 from edgeskin.contract import ContractMissing, StatedContract
-from edgeskin.hf_import import import_timm_state
+from edgeskin.hf_import import import_timm_state, shape_errors
 from edgeskin.models.wrapped import WrappedClassifier, WrappedConfig, logits_of
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.preprocess import PreprocessConfig
@@ -40,7 +40,8 @@ def import_module(module: torch.nn.Module, stated: StatedContract) -> LoadedMode
         return LoadedModel(model_from_state(config, state, source), source, digest, "module", {"imported_from": "module"})
     timm_vit = all(hasattr(module, a) for a in ("cls_token", "blocks", "patch_embed", "head"))
     if timm_vit and getattr(module, "global_pool", "token") == "token" and getattr(module, "cls_token", None) is not None:
-        heads = getattr(module.blocks[0].attn, "num_heads", None)
+        with shape_errors(source, "timm ViT"):  # an empty or odd `blocks` is the module's problem, said in one line
+            heads = getattr(module.blocks[0].attn, "num_heads", None)
         return import_timm_state(source, state, None, _with_pretrained_cfg(stated, module), num_heads=heads, digest=digest, keywords=True)
     model = _wrapped(module, _with_pretrained_cfg(stated, module), source)
     return LoadedModel(model, source, digest, "module", {"imported_from": "module", "class": _qualified_name(module)})

@@ -207,3 +207,14 @@ def test_timm_state_dict_of_weird_shapes(tmp_path, key, value, message):
     torch.save({**timm_state(), key: value}, tmp_path / "weird.pth")
     with pytest.raises(EdgeskinError, match=rf"weird\.pth: {message}"):
         load_checkpoint(tmp_path / "weird.pth", stated=ISIC_STATED)
+
+
+def test_in_memory_timm_vit_without_blocks():
+    import timm
+
+    from edgeskin.module_import import import_module
+
+    module = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=8, depth=1)
+    module.blocks = torch.nn.Sequential()
+    with pytest.raises(EdgeskinError, match=r"^<in-memory VisionTransformer>: weights do not form a timm ViT \(IndexError: "):
+        import_module(module, ISIC_STATED)
