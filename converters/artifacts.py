@@ -10,6 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.integrity import artifact_digest, package_files
+
+__all__ = ["artifact_digest"]  # the manifest's digest is the runtime's (it checks files against it)
 
 _ACTIVE_STAGING: set[Path] = set()  # staging folders of conversions in progress in this process
 
@@ -31,28 +34,10 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _package_files(folder: Path) -> list[Path]:
-    """Every file of a package folder (.mlpackage), in a fixed order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file())
-
-
 def artifact_bytes(path: Path) -> int:
     """Size of an artifact file, or of a package folder with everything in it."""
     path = Path(path)
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in _package_files(path))
-
-
-def artifact_digest(path: Path) -> tuple[int, str]:
-    """(bytes, sha256) of an artifact file, or of a package folder (every file, by relative path)."""
-    if path.is_file():
-        data = path.read_bytes()
-        return len(data), sha256_bytes(data)
-    digest, size = hashlib.sha256(), 0
-    for file in _package_files(path):
-        data = file.read_bytes()
-        digest.update(file.relative_to(path).as_posix().encode() + b"\0" + hashlib.sha256(data).digest())
-        size += len(data)
-    return size, digest.hexdigest()
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in package_files(path))
 
 
 def check_output_folder(out: Path, force: bool) -> None:

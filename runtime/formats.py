@@ -10,27 +10,25 @@ intermediate tensors. Adding a format is a row here plus the functions it names.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EdgeskinError
 from .metadata import METADATA_NAME, ArtifactMetadata, read_tflite_metadata
+from .paths import read_bytes
 
 
 def _tflite_entries(path: Path) -> dict[str, bytes]:
-    if not path.is_file():
-        raise EdgeskinError.about(path, "is not a file")
-    return read_tflite_metadata(path.read_bytes(), path)
+    return read_tflite_metadata(read_bytes(path, "model file"), path)
 
 
 def _onnx_entries(path: Path) -> dict[str, bytes]:
     """ModelProto.metadata_props (field 14, key 1 / value 2), read without onnxruntime."""
     from . import protowire as pw
 
-    if not path.is_file():
-        raise EdgeskinError.about(path, "is not a file")
-    model = pw.parse(path.read_bytes(), path)
+    model = pw.parse(read_bytes(path, "model file"), path)
     return {pw.text(entry, 1): pw.first(entry, 2, b"") for entry in pw.messages(model, 14, path)}
 
 
@@ -127,8 +125,8 @@ def read_artifact_metadata(path: str | Path) -> ArtifactMetadata:
     """The edgeskin metadata embedded in an artifact of any format, read without a model runtime."""
     path = Path(path)
     row = format_of(path)
-    if not path.exists():
-        raise EdgeskinError.about(path, "no such model file")
+    if row.is_package and not path.is_dir():
+        raise EdgeskinError.about(path, "no such model package (a folder)" if not os.path.lexists(path) else "is not a folder")
     entries = row.read_entries(path)
     if METADATA_NAME not in entries:
         raise EdgeskinError.about(path, "has no edgeskin metadata (not converted by edgeskin?)")

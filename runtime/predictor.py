@@ -7,17 +7,20 @@ outputs are scaled here, so callers always pass images and get probabilities bac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import integrity
 from .backends import TensorSpec
-from .errors import EdgeskinError
+from .errors import EdgeskinTypeError
 from .formats import format_of, read_artifact_metadata
+from .graph_check import check_declared, check_on_probe
 from .metadata import ArtifactMetadata
-from .preprocess import ImageSource, preprocess
+from .preprocess import IMAGE_TYPES, ImageSource, check_image_type, preprocess
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,10 @@ class Predictor:
     def __init__(self, path: Path, backend, metadata: ArtifactMetadata) -> None:
         self.path, self.backend, self.metadata = path, backend, metadata
         self.preprocess_config = metadata.contract.preprocess
+        # the metadata is a claim about the graph: checked once here, so no prediction is wrong for it
+        check_declared(path, metadata, backend.inputs, backend.outputs)
         self.input = backend.inputs[0]
-        if len(backend.outputs) != len(metadata.outputs):
-            raise EdgeskinError.about(path, f"model has {len(backend.outputs)} outputs, metadata names {len(metadata.outputs)}")
+        check_on_probe(path, metadata, backend.outputs, self.run)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -75,8 +79,20 @@ class Predictor:
             result[name] = dequantize(value, spec)
         return result
 
-    def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 3) -> list[Prediction]:
-        batch = images if isinstance(images, (list, tuple)) else [images]
+    def predict(self, images: ImageSource | Iterable[ImageSource], top_k: int = 3) -> list[Prediction]:
+        """One image, or any iterable of them (a list, a generator): a Prediction per image.
+
+        A value that is not an image is an EdgeskinTypeError (also a TypeError); a bad image file is
+        an EdgeskinError naming it (for a batch that reports bad files and goes on, see classify.py).
+        """
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise EdgeskinTypeError(f"predict: top_k must be a positive integer, got {top_k!r}")
+        single = isinstance(images, IMAGE_TYPES) or isinstance(images, os.PathLike)
+        if not single and not isinstance(images, Iterable):
+            check_image_type(images, "predict")
+        batch = [images] if single else list(images)
+        for index, image in enumerate(batch):
+            check_image_type(image, f"predict: item {index}")
         return [self.predict_pixels(preprocess(image, self.preprocess_config), top_k) for image in batch]
 
     def predict_pixels(self, pixels: np.ndarray, top_k: int = 3) -> Prediction:
@@ -92,15 +108,22 @@ class Predictor:
                           tuple((names[i], float(probabilities[i])) for i in order), probabilities, logits)
 
 
-def load(path: str | Path, threads: int | None = None, coreml_checker: bool = False) -> Predictor:
+def load(path: str | Path, threads: int | None = None, coreml_checker: bool = False, verify: bool = True) -> Predictor:
     """Load an artifact; its format (runtime/formats.py) picks the backend.
 
-    The embedded metadata is read first, so a bad file is reported before a runtime touches it.
+    The embedded metadata is read first, so a bad file is reported before a runtime touches it;
+    then the file is vouched for (runtime/integrity.py: its manifest's sha256, or a first load in a
+    child process, so a corrupt file that would crash the runtime is one line; verify=False skips
+    that for files you trust), and the metadata is checked against the graph.
     A .mlpackage runs on Core ML itself on macOS; elsewhere (or with coreml_checker=True) its
     program is evaluated by edgeskin's numpy checker, whose numbers are Core ML's but whose
     latency says nothing about a phone.
     """
+    if isinstance(threads, bool) or not (threads is None or (isinstance(threads, int) and threads > 0)):
+        raise EdgeskinTypeError(f"load: threads must be a positive integer or None, got {threads!r}")
     path = Path(path)
     metadata = read_artifact_metadata(path)
+    if verify:
+        integrity.verify(path, coreml_checker)
     return Predictor(path, format_of(path).open_backend(path, threads, coreml_checker), metadata)
 

@@ -15,6 +15,23 @@ DEMO_STUDENT = REPO / "edgeskin" / "assets" / "demo" / "skindistilvit-ti6-demo.s
 SAMPLE_COUNT = 16
 
 
+@pytest.fixture(scope="session", autouse=True)
+def verified_models_cache(tmp_path_factory):
+    """A fresh cache of vouched-for model files (runtime/integrity.py) per test session, so every
+    session probes its files itself and never reads or fills the user's ~/.cache/edgeskin."""
+    import os
+
+    from edgeskin.runtime.integrity import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("edgeskin-cache"))
+    yield Path(os.environ[CACHE_ENV])
+    if previous is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
 def sample_dataset():
     """The first 16 images of the bundled test split (full-size originals, downscaled: real resizes)."""
     from edgeskin.data import Dataset, open_dataset
