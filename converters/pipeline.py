@@ -240,7 +240,7 @@ def convert(request: ConvertRequest, report=print) -> tuple[Path, Manifest, list
     if exit not in config.exit_blocks:
         raise EdgeskinError(f"--exit {exit}: {config.arch} has exits after blocks {', '.join(map(str, config.exit_blocks))}")
     sources = resolve_sources(request)
-    with staged_folder(request.out, request.force) as staging:
+    with staged_folder(request.out, request.force, report) as staging:
         (staging / ".work").mkdir()
         calibration = _calibration(request, sources.calibration, report)  # its checks first: fail before the verdict work
         note = "--data not given; --calib is used for calibration only" if request.calib_data is not None and request.verdict_data is None else ""

@@ -123,3 +123,31 @@ def test_console_script_refuses_a_calibration_folder_that_does_not_exist(tmp_pat
     done = run_console("convert", "--calib", "/nonexistent", "--out", tmp_path / "o")
     assert_one_line_error(done, "/nonexistent", "--calib")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv", [["info", DEMO_STUDENT], ["convert", "--out", "never"], ["eval", "--checkpoint", DEMO_STUDENT],
+                                  ["bench", "none.tflite"], ["parity", "none"], ["train", "--arch", "skindistilvit-ti2", "--out", "never"]])
+def test_without_the_convert_extra_a_command_says_which_extra(argv, tmp_path):
+    """A torch-free install (numpy + Pillow + edgeskin[pi]): one line naming the extra, no traceback."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['torch'] = None\nfrom edgeskin.cli import main\nsys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", script, *map(str, argv)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (f"edgeskin: error: `edgeskin {argv[0]}` needs the [convert] extra (torch is not installed): "
+                                   "pip install 'edgeskin[convert]'")
+    assert not (tmp_path / "never").exists()
+
+
+def test_the_convert_modules_table_names_every_convert_requirement():
+    import tomllib
+
+    from edgeskin.cli import CONVERT_MODULES
+    from tests.conftest import REPO
+
+    requirements = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["convert"]
+    names = {r.split(";")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower() for r in requirements}
+    import_names = {"scikit-learn": "sklearn", "typing-extensions": None}
+    expected = {import_names.get(n, n.replace("-", "_")) for n in names} - {None}
+    assert expected == set(CONVERT_MODULES)

@@ -299,3 +299,27 @@ def test_predict_expands_folders_like_the_pi_script(converted, sample_images, tm
     expected = [str(folder / "a.jpg"), str(folder / "more" / "b.jpg")]
     assert [r["image"] for r in records[:-1]] == [str(e.path) for e in expand_inputs([folder]).entries] == expected
     assert records[-1]["summary"] == {"images": 2, "classified": 2, "failures": 0, "skipped": "skipped 1 hidden or non-image file (.hidden.jpg)"}
+
+
+def test_a_killed_conversions_staging_is_removed_by_the_next_run(tmp_path):
+    """SIGKILL runs no handler: the next conversion into the same place removes what it left, and says so."""
+    from edgeskin.converters.artifacts import remove_stale_staging, staged_folder
+
+    out = tmp_path / "dist"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".dist.partial-{dead.pid}-abc123"
+    older = tmp_path / ".dist.partial-k1ll3d"  # an earlier edgeskin's name, without a process id
+    live = tmp_path / f".dist.partial-{os.getpid()}-xyz789"  # a conversion still running
+    unrelated = tmp_path / ".distant.partial-1-a"
+    for folder in (stale, older, live, unrelated):
+        (folder / ".work").mkdir(parents=True)
+        (folder / ".work" / "probe.tflite").write_bytes(b"x" * 1000)
+    said = []
+    with staged_folder(out, force=False, report=said.append) as staging:
+        assert staging.name.startswith(f".dist.partial-{os.getpid()}-")
+        (staging / "a.tflite").write_bytes(b"model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".distant.partial-1-a", live.name, "dist"])
+    assert said == [f"removed .dist.partial-{dead.pid}-abc123, a conversion left unfinished by process {dead.pid}, which no longer runs",
+                    "removed .dist.partial-k1ll3d, a conversion left unfinished by an earlier edgeskin"]
+    assert remove_stale_staging(out) == [] and (out / "a.tflite").read_bytes() == b"model"

@@ -20,6 +20,12 @@ COMMANDS = {"train": "training", "distill": "training", "cascade": "training", "
             "convert": "convert", "predict": "convert", "parity": "parity", "bench": "parity"}
 
 
+# import names of the [convert] extra (pyproject.toml): a command that needs one, run in a
+# torch-free install (numpy + Pillow + edgeskin[pi]), says which extra to install
+CONVERT_MODULES = frozenset({"torch", "timm", "safetensors", "tqdm", "onnx", "onnxruntime", "litert_torch", "ai_edge_quantizer",
+                             "ai_edge_litert", "coremltools", "sklearn", "matplotlib", "pydantic"})
+
+
 def _group(name: str):
     return importlib.import_module(f"{__name__}.{name}")
 
@@ -43,3 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgeskin: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in CONVERT_MODULES:
+            raise  # not a missing extra: a bug, with its traceback
+        print(f"edgeskin: error: `edgeskin {args.command}` needs the [convert] extra ({missing} is not installed): "
+              "pip install 'edgeskin[convert]'", file=sys.stderr)
+        return 2
