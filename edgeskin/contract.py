@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.paths import regular_file
 
 
 class ContractMissing(EdgeskinError):
@@ -76,7 +77,7 @@ def parse_classes(text: str, flag: str = "--classes") -> tuple[str, ...]:
 
 def read_classes_file(path: str | Path) -> tuple[str, ...]:
     """One class name per line (blank lines and #-comments skipped), in output order."""
-    path = Path(path)
+    path = regular_file(path, "classes file")  # a FIFO given as the file would block forever
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:

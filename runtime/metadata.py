@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import struct
 from dataclasses import asdict, dataclass, field, fields
 
-from .errors import EdgeskinError
+from .errors import EdgeskinError, one_line
 from .model_contract import OUTPUT_ROLES, ModelContract
 from .preprocess import PreprocessConfig
 
@@ -66,15 +67,60 @@ class ArtifactMetadata:
 
     @classmethod
     def from_json(cls, text: str | bytes, source: object = "metadata") -> ArtifactMetadata:
+        """Parse and type-check the JSON: a wrong type here would be a wrong label or a traceback later."""
         try:
             data = _known_fields(cls, json.loads(text))  # fields older or newer writers added are ignored
+            _check_types(data)
             data["input"] = InputContract(**_known_fields(InputContract, {k: tuple(v) if isinstance(v, list) else v
-                                                                          for k, v in data["input"].items()}))
+                                                                          for k, v in data.get("input", {}).items()}))
             for key in ("class_names", "outputs"):
-                data[key] = tuple(data[key])
-            return cls(**data)
-        except (ValueError, KeyError, TypeError) as exc:
+                if key in data:
+                    data[key] = tuple(data[key])
+            metadata = cls(**data)
+            metadata.contract.preprocess  # noqa: B018 - its own checks (size, resample) run now, not at first use
+            return metadata
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise EdgeskinError.about(source, f"edgeskin metadata is malformed ({one_line(exc)})") from None
+        except EdgeskinError as exc:
             raise EdgeskinError.about(source, f"edgeskin metadata is malformed ({exc})") from None
+
+
+# field -> the JSON type it must have; the first five are required
+_FIELD_TYPES = {"model": str, "exit": int, "recipe": str, "target": str, "class_names": list, "input": dict,
+                "preprocess": dict, "outputs": list, "normalization": dict, "source_checkpoint_sha256": str,
+                "converter": dict, "route": str}
+_REQUIRED = ("model", "exit", "recipe", "target", "class_names")
+_INPUT_TYPES = {"shape": list, "dtype": str, "layout": str, "scale": (int, float, type(None)), "zero_point": (int, type(None))}
+
+
+def _is(value: object, kind) -> bool:
+    return isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, (int, type(None))))
+
+
+def _check_types(data: dict) -> None:
+    for name in _REQUIRED:
+        if name not in data:
+            raise KeyError(f"no {name!r}")
+    for name, kind in _FIELD_TYPES.items():
+        if name in data and not _is(data[name], kind):
+            raise TypeError(f"{name} must be a JSON {kind.__name__}, got {type(data[name]).__name__}")
+    names = data["class_names"]
+    if not names or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
+        raise ValueError("class_names must be unique non-empty strings")
+    if not all(isinstance(n, str) for n in data.get("outputs", [])):
+        raise ValueError("outputs must be strings")
+    if data["exit"] < 1:
+        raise ValueError(f"exit must be at least 1, got {data['exit']}")
+    for name, kind in _INPUT_TYPES.items():
+        value = data.get("input", {}).get(name)
+        if name in data.get("input", {}) and not _is(value, kind):
+            raise TypeError(f"input.{name} has the wrong type ({type(value).__name__})")
+    if not all(_is(d, int) and d > 0 for d in data.get("input", {}).get("shape", [1])):
+        raise ValueError("input.shape must be positive integers")
+    for key in ("mean", "std"):
+        values = data.get("normalization", {}).get(key, [0.5] * 3)
+        if not isinstance(values, list) or len(values) != 3 or not all(_is(v, (int, float)) and math.isfinite(v) for v in values):
+            raise ValueError(f"normalization.{key} must be 3 finite numbers")
 
 
 def _known_fields(kind, data: dict) -> dict:

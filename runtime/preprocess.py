@@ -23,6 +23,7 @@ from .paths import regular_file
 # cannot take a 1-2 GB Raspberry Pi past its memory. JPEGs far larger than the input are decoded at
 # reduced size (libjpeg's DCT scaling), so a 48 MP phone photo costs a few MB, not 190.
 MAX_PIXELS = 80_000_000
+MAX_INPUT_SIZE = 4096  # a model's input side; 224 for every SkinDistilViT
 MAX_DECODED_BYTES = 192 * 2**20
 # Large images are reduced (JPEG draft, Image.reduce) to no less than this many times the input size
 # before the resize, so the resize still sees every detail it can use
@@ -57,6 +58,12 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLING:
             raise EdgeskinError(f"preprocess resample {self.resample!r}: expected one of {', '.join(RESAMPLING)}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 1 <= self.size <= MAX_INPUT_SIZE:
+            raise EdgeskinError(f"preprocess size {self.size!r}: expected an integer from 1 to {MAX_INPUT_SIZE}")
+        if isinstance(self.border_threshold, bool) or not isinstance(self.border_threshold, int) or not 0 <= self.border_threshold <= 255:
+            raise EdgeskinError(f"preprocess border_threshold {self.border_threshold!r}: expected an integer from 0 to 255")
+        if not isinstance(self.crop_border, bool):
+            raise EdgeskinError(f"preprocess crop_border {self.crop_border!r}: expected true or false")
 
     def to_dict(self) -> dict:
         return {"size": self.size, "crop_border": self.crop_border, "border_threshold": self.border_threshold,
@@ -64,12 +71,11 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessConfig:
-        return cls(
-            size=int(data.get("size", 224)),
-            crop_border=bool(data.get("crop_border", False)),
-            border_threshold=int(data.get("border_threshold", 20)),
-            resample=str(data.get("resample", "bilinear")),
-        )
+        """From a checkpoint's or an artifact's JSON; wrong types are refused, not coerced."""
+        if not isinstance(data, dict):
+            raise EdgeskinError(f"preprocess must be a mapping, got {type(data).__name__}")
+        return cls(size=data.get("size", 224), crop_border=data.get("crop_border", False),
+                   border_threshold=data.get("border_threshold", 20), resample=data.get("resample", "bilinear"))
 
 
 def _describe(source: object) -> str:

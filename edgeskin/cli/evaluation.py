@@ -69,11 +69,12 @@ def _artifact_info(path: Path, as_json: bool) -> int:
 
 
 def cmd_info(args) -> int:
-    from edgeskin.model_loading import load_checkpoint
     from edgeskin.runtime.formats import is_artifact
 
-    if is_artifact(args.checkpoint):
+    if is_artifact(args.checkpoint):  # torch-free: an artifact's info needs only its embedded metadata
         return _artifact_info(Path(args.checkpoint), args.json)
+    from edgeskin.model_loading import load_checkpoint
+
     loaded = load_checkpoint(args.checkpoint, stated=stated_from_args(args))
     info = loaded.describe()
     if args.json:
