@@ -104,6 +104,9 @@ def _probe_in_child(path: Path, checker: bool) -> None:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, cwd="/")
     except subprocess.TimeoutExpired:
         raise EdgeskinError.about(path, f"the model runtime did not finish loading this file within {PROBE_TIMEOUT_S} s") from None
+    except OSError as exc:  # no process can be started here: say so, and how to load a file you trust
+        raise EdgeskinError.about(path, f"cannot start a process to check this file first ({one_line(exc)}); "
+                                  "load(path, verify=False) skips the check for files you trust") from None
     if done.returncode < 0:
         name = signal.Signals(-done.returncode).name if -done.returncode in signal.valid_signals() else str(-done.returncode)
         raise EdgeskinError.about(path, f"the model runtime crashed ({name}) loading this file: it is corrupt or damaged")

@@ -151,3 +151,11 @@ def test_the_convert_modules_table_names_every_convert_requirement():
     import_names = {"scikit-learn": "sklearn", "typing-extensions": None}
     expected = {import_names.get(n, n.replace("-", "_")) for n in names} - {None}
     assert expected == set(CONVERT_MODULES)
+
+
+def test_a_fifo_as_classes_file_is_refused_unopened(tmp_path):
+    import os
+
+    fifo = tmp_path / "classes.txt"
+    os.mkfifo(fifo)
+    assert_one_line_error(run_cli("info", DEMO_STUDENT, "--classes-file", fifo), f"{fifo}: is a named pipe (FIFO), not a file")
