@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -84,25 +83,38 @@ class Result:
     command: list[str]
 
 
+def _high_water_mb(pid: int) -> float | None:
+    """VmHWM of a running process: its own peak RSS since exec. (wait4's ru_maxrss would not do: Linux
+    carries the forking parent's high-water mark across exec, so every child would report ours.)"""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            line = next((line for line in status if line.startswith("VmHWM:")), None)
+    except OSError:
+        return None
+    return int(line.split()[1]) / 1024 if line else None
+
+
 def run_child(argv: list[str], timeout: float, cwd: Path | None = None) -> tuple[int | None, str, str, float, float]:
     """(returncode or None on timeout, stdout, stderr, seconds, peak RSS MB) of a child in its own process group."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         began = time.monotonic()
         child = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
-        done = threading.Event()
-        status: dict = {}
-
-        def reap():
-            _, code, usage = os.wait4(child.pid, 0)
-            status.update(code=os.waitstatus_to_exitcode(code), rss=usage.ru_maxrss / 1024)
-            done.set()
-
-        threading.Thread(target=reap, daemon=True).start()
-        if not done.wait(timeout):
-            os.killpg(child.pid, signal.SIGKILL)
-            done.wait(30)
-            status["code"] = None
-        child.returncode = status.get("code", -9)  # reaped by wait4: keep Popen from waiting again
+        status: dict = {"rss": 0.0}
+        while True:  # poll the child's high-water mark until it exits (a zombie has none left to read)
+            peak = _high_water_mb(child.pid)
+            if peak is not None:
+                status["rss"] = max(status["rss"], peak)
+            pid, code = os.waitpid(child.pid, os.WNOHANG)
+            if pid:
+                status["code"] = os.waitstatus_to_exitcode(code)
+                break
+            if time.monotonic() - began > timeout:
+                os.killpg(child.pid, signal.SIGKILL)
+                os.waitpid(child.pid, 0)
+                status["code"] = None
+                break
+            time.sleep(0.02)
+        child.returncode = -9 if status["code"] is None else status["code"]  # reaped here: keep Popen from waiting again
         seconds = time.monotonic() - began
         out.seek(0)
         err.seek(0)

@@ -168,6 +168,12 @@ def image_cases(root: Path) -> list[Case]:
     batch("jpeg-48mp", "7", [m / "photo-48mp.jpg"], CLASSIFIED, "classified, edgeskin-pi under 400 MB peak RSS", timeout=120)
     streamed_png(m / "rgb8-8000x8000.png", 8000, 8000, color_type=2, depth=8)
     batch("png-rgb8-8000x8000", "7", [m / "rgb8-8000x8000.png"], EITHER, "classified or refused in a row, under 400 MB", timeout=120)
+    # just under edgeskin's 192 MB decode cap (4 bytes a pixel in Pillow), and 16-bit gray at the 80 MP limit:
+    # the largest images that are decoded, so the worst peak memory
+    streamed_png(m / "rgb8-7000x6800.png", 7000, 6800, color_type=2, depth=8)
+    batch("png-rgb8-at-decode-cap", "7", [m / "rgb8-7000x6800.png"], CLASSIFIED, "classified, under 400 MB", timeout=120)
+    streamed_png(m / "gray16-9000x8800.png", 9000, 8800, color_type=0, depth=16)
+    batch("png-gray16-at-pixel-limit", "7", [m / "gray16-9000x8800.png"], CLASSIFIED, "classified, under 400 MB", timeout=120)
 
     # holds: what already works (regression guard)
     h = root / "holds"
