@@ -36,9 +36,8 @@ from edgeskin.models.config import (
     config_for,
     int_problem,
     number_problem,
-    shown,
 )
-from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.errors import EdgeskinError, shown
 from edgeskin.runtime.paths import path_problem, read_bytes
 
 ISIC2019_OUTPUTS = (*ISIC_CLASSES, UNKNOWN_CLASS)  # the ISIC 2019 ground-truth column order

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import EdgeskinError, EdgeskinTypeError, one_line
+from .errors import EdgeskinError, EdgeskinTypeError, one_line, shown
 from .paths import regular_file
 
 # Decoding is bounded twice, before any pixel is decoded: by pixels (a header can promise gigapixels;
@@ -56,14 +56,15 @@ class PreprocessConfig:
     resample: str = "bilinear"  # a key of RESAMPLING; dicts written before it existed mean bilinear
 
     def __post_init__(self) -> None:
+        """Every field checked, never coerced: this is read from checkpoints and artifacts (JSON)."""
         if self.resample not in RESAMPLING:
-            raise EdgeskinError(f"preprocess resample {self.resample!r}: expected one of {', '.join(RESAMPLING)}")
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 1 <= self.size <= MAX_INPUT_SIZE:
-            raise EdgeskinError(f"preprocess size {self.size!r}: expected an integer from 1 to {MAX_INPUT_SIZE}")
-        if isinstance(self.border_threshold, bool) or not isinstance(self.border_threshold, int) or not 0 <= self.border_threshold <= 255:
-            raise EdgeskinError(f"preprocess border_threshold {self.border_threshold!r}: expected an integer from 0 to 255")
+            raise EdgeskinError(f"preprocess.resample must be one of {', '.join(RESAMPLING)}, got {shown(self.resample)}")
         if not isinstance(self.crop_border, bool):
-            raise EdgeskinError(f"preprocess crop_border {self.crop_border!r}: expected true or false")
+            raise EdgeskinError(f"preprocess.crop_border must be true or false, got {shown(self.crop_border)}")
+        for name, low, high in (("size", 1, MAX_INPUT_SIZE), ("border_threshold", 0, 255)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise EdgeskinError(f"preprocess.{name} must be an integer from {low} to {high}, got {shown(value)}")
 
     def to_dict(self) -> dict:
         return {"size": self.size, "crop_border": self.crop_border, "border_threshold": self.border_threshold,

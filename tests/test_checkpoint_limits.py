@@ -83,7 +83,7 @@ CONFIG_EDITS = [
     ({"qkv_bias": "yes"}, 'qkv_bias must be true or false, got "yes"'),
     ({"arch": ""}, 'arch must be a non-empty name, got ""'),
     ({"preprocess": []}, r"preprocess must be a mapping, got \[\]"),
-    ({"preprocess": {"size": 224.5}}, "preprocess.size must be an integer, got 224.5"),
+    ({"preprocess": {"size": 224.5}}, "preprocess.size must be an integer from 1 to 4096, got 224.5"),
     ({"preprocess": {"crop_border": "no"}}, 'preprocess.crop_border must be true or false, got "no"'),
     ({"preprocess": {"resample": "lanczos"}}, 'preprocess.resample must be one of bilinear, bicubic, got "lanczos"'),
     ({"preprocess": {"shape": 224}}, r"unknown preprocess keys \['shape'\]"),

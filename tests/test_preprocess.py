@@ -143,7 +143,7 @@ def test_resample_round_trips_and_old_dicts_mean_bilinear(samples_dir):
     ours = preprocess(samples_dir / "ISIC_0000002.jpg", bicubic)
     assert np.array_equal(ours, np.asarray(image.resize((96, 96), Image.BICUBIC)))
     assert np.abs(ours.astype(int) - preprocess(image, PreprocessConfig(size=96)).astype(int)).max() >= 5  # really another filter
-    with pytest.raises(EdgeskinError, match="preprocess resample 'lanczos': expected one of bilinear, bicubic"):
+    with pytest.raises(EdgeskinError, match='preprocess.resample must be one of bilinear, bicubic, got "lanczos"'):
         PreprocessConfig.from_dict({**old, "resample": "lanczos"})
 
 

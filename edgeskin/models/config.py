@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.errors import EdgeskinError, shown
 from edgeskin.runtime.model_contract import ModelContract
-from edgeskin.runtime.preprocess import RESAMPLING, PreprocessConfig
+from edgeskin.runtime.preprocess import PreprocessConfig
 
 # ISIC 2019 diagnostic classes in the paper's order. The paper's HF models add a 9th output,
 # UNK, that is never a label: importers drop it (edgeskin.hf_import).
@@ -101,15 +100,6 @@ _REQUIRED = ("arch", "embed_dim", "depth", "num_heads")
 _PREPROCESS_KEYS = ("size", "crop_border", "border_threshold", "resample")
 
 
-def shown(value: object) -> str:
-    """A value as a user wrote it (JSON), cut short: error messages stay one line."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def int_problem(name: str, value: object, low: int = 1, high: int | None = None) -> str | None:
     """Why `value` is not an int in low..high (bools and floats are not ints)."""
     if isinstance(value, bool) or not isinstance(value, int) or (low == 1 and value < 1):
@@ -153,20 +143,17 @@ def _names_problem(names: object) -> str | None:
 
 
 def _preprocess_problem(data: object) -> str | None:
-    """The checks of PreprocessConfig.from_dict's input, which converts with int()/bool() and would
-    turn 'yes' into True, 3.7 into 3 and a list into a TypeError."""
+    """The preprocess mapping: known keys, and PreprocessConfig's own checks (types and ranges)."""
     if not isinstance(data, Mapping):
         return f"preprocess must be a mapping, got {shown(data)}"
     unknown = sorted(str(k) for k in data if k not in _PREPROCESS_KEYS)
     if unknown:
         return f"unknown preprocess keys {unknown}"
-    resample = data.get("resample", "bilinear")
-    if resample not in RESAMPLING:
-        return f"preprocess.resample must be one of {', '.join(RESAMPLING)}, got {shown(resample)}"
-    if not isinstance(data.get("crop_border", False), bool):
-        return f"preprocess.crop_border must be true or false, got {shown(data['crop_border'])}"
-    return (int_problem("preprocess.size", data.get("size", 224), *_INT_RANGES["img_size"])
-            or int_problem("preprocess.border_threshold", data.get("border_threshold", 20), 0, 255))
+    try:
+        PreprocessConfig.from_dict(dict(data))
+    except EdgeskinError as exc:
+        return str(exc)
+    return None
 
 
 def config_problem(data: object) -> str | None:
