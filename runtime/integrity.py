@@ -98,8 +98,13 @@ def _remember(entry: Path) -> None:
         pass  # a read-only home: the child simply runs again next time
 
 
+def child_command(path: Path, checker: bool) -> list[str]:
+    """The probe: this interpreter running this module's _child on the file."""
+    return [sys.executable, "-m", "edgeskin.runtime.integrity", str(path.resolve())] + (["--checker"] if checker else [])
+
+
 def _probe_in_child(path: Path, checker: bool) -> None:
-    command = [sys.executable, "-m", "edgeskin.runtime.integrity", str(path.resolve())] + (["--checker"] if checker else [])
+    command = child_command(path, checker)
     try:  # cwd "/": nothing in the user's folder can shadow a module of the child
         done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, cwd="/")
     except subprocess.TimeoutExpired:

@@ -104,3 +104,13 @@ def perturbed_model(arch: str, seed: int = 0):
 @pytest.fixture
 def tiny_model():
     return perturbed_model("skindistilvit-ti2")
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory) -> Path:
+    """A seeded 2-block student as fp32 .tflite, through the public API (verdict on the bundled images)."""
+    import edgeskin
+
+    out = tmp_path_factory.mktemp("tiny") / "ti2"
+    result = edgeskin.convert(perturbed_model("skindistilvit-ti2"), target="tflite", recipes=["fp32"], out=out, data=BUNDLED)
+    return result.artifacts[0].path

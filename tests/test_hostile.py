@@ -39,16 +39,6 @@ def image_corpus(tmp_path_factory) -> list[hc.Case]:
 
 
 @pytest.fixture(scope="session")
-def tiny_tflite(tmp_path_factory) -> Path:
-    """A seeded 2-block student as fp32 .tflite, through the public API (verdict on the bundled images)."""
-    import edgeskin
-
-    out = tmp_path_factory.mktemp("tiny") / "ti2"
-    result = edgeskin.convert(perturbed_model("skindistilvit-ti2"), target="tflite", recipes=["fp32"], out=out, data=BUNDLED)
-    return result.artifacts[0].path
-
-
-@pytest.fixture(scope="session")
 def tiny_mlpackage(tmp_path_factory) -> Path:
     import edgeskin
 
