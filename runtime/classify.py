@@ -9,6 +9,7 @@ Sources come from runtime/inputs.py, which also counts what a folder held that w
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -16,6 +17,12 @@ from .errors import EdgeskinError
 from .predictor import Prediction, Predictor
 from .preprocess import ImageSource, PreprocessConfig, preprocess
 from .reporting import median
+
+
+def quiet_decoder_warnings() -> None:
+    """For the commands: Pillow's warnings about a file ("Corrupt EXIF data", a decompression-bomb
+    notice) are not for the terminal; the file's row says what matters. Libraries keep them."""
+    warnings.filterwarnings("ignore", module=r"PIL\.")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .classify import Classified, Tally, classify
+from .classify import Classified, Tally, classify, quiet_decoder_warnings
 from .errors import EdgeskinError
 from .inputs import expand_inputs
 from .reporting import problem_of, result_record
@@ -126,6 +126,7 @@ def run(args) -> int:
     """The command after argument checks; raises EdgeskinError for usage/model problems."""
     from .predictor import load
 
+    quiet_decoder_warnings()
     camera = _open_camera() if args.camera else None  # fail before the (slower) model load
     try:
         predictor = load(args.model, threads=args.threads)

@@ -313,3 +313,14 @@ def test_one_tflite_predictor_shared_by_four_threads_gives_the_single_thread_ans
     with ThreadPoolExecutor(max_workers=4) as pool:
         shared = list(pool.map(lambda p: predictor.predict_pixels(p).probabilities, pixels))
     np.testing.assert_array_equal(np.stack(shared), np.stack(alone))
+
+
+def test_pillow_warnings_about_a_file_stay_off_the_terminal(fp32, tmp_path):
+    """'Corrupt EXIF data' is Pillow's warning, not edgeskin's line: the image is classified, stderr stays empty."""
+    import struct
+
+    from tests.hostile_files import jpeg_with_exif
+
+    image = jpeg_with_exif(tmp_path / "phone.jpg", b"II*\0" + struct.pack("<I", 10**6))  # first IFD far past the end
+    done = run_pi(fp32, image)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -86,11 +86,12 @@ def print_table(conversion) -> None:
 
 
 def cmd_predict(args) -> int:
-    from edgeskin.runtime.classify import Tally, classify
+    from edgeskin.runtime.classify import Tally, classify, quiet_decoder_warnings
     from edgeskin.runtime.inputs import expand_inputs
     from edgeskin.runtime.predictor import load
     from edgeskin.runtime.reporting import result_line, result_record
 
+    quiet_decoder_warnings()
     predictor = load(args.artifact, threads=args.threads)
     inputs = expand_inputs(args.images)
     tally = Tally(skipped="" if args.strict else inputs.skipped_note())
