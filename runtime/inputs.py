@@ -46,13 +46,9 @@ class Inputs:
     entries: list[Entry] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # hidden files and folders, non-image files
 
-    def sources(self, strict: bool = False) -> list[tuple[str, Path | EdgeskinError]]:
-        """(name, path or the error that stops it) per entry; `strict`: skipped files are errors too."""
-        entries = self.entries
-        if strict:
-            refused = [Entry(path, "skipped: hidden or not an image file extension (--strict)") for path in self.skipped]
-            entries = sorted(entries + refused, key=lambda e: e.path)
-        return [(str(e.path), e.source) for e in entries]
+    def sources(self) -> list[tuple[str, Path | EdgeskinError]]:
+        """(name, path or the error that stops it) per entry, in order."""
+        return [(str(e.path), e.source) for e in self.entries]
 
     def skipped_note(self) -> str:
         """'skipped 2 files (labels.csv, ATTRIBUTION.md)' for the summary line, '' when none."""
@@ -62,8 +58,17 @@ class Inputs:
         return f"skipped {len(self.skipped)} hidden or non-image {'file' if len(self.skipped) == 1 else 'files'} ({names})"
 
 
-def _walk(folder: Path, found: Inputs) -> None:
+STRICT_REFUSAL = "hidden or not an image file extension (refused by --strict)"
+
+
+def _walk(folder: Path, found: Inputs, strict: bool) -> None:
     entries: list[Entry] = []
+
+    def skip(path: Path) -> None:
+        if strict:
+            entries.append(Entry(path, STRICT_REFUSAL))
+        else:
+            found.skipped.append(path)
 
     def unreadable(error: OSError) -> None:
         entries.append(Entry(Path(error.filename or folder), f"cannot list this folder ({error.strerror or error})"))
@@ -73,29 +78,28 @@ def _walk(folder: Path, found: Inputs) -> None:
         for name in list(dirnames):
             path = base / name
             if name.startswith("."):
-                found.skipped.append(path)
+                skip(path)
                 dirnames.remove(name)
             elif path.is_symlink():
                 entries.append(Entry(path, "link to a folder: not followed inside a folder (name it on the command line)"))
         for name in filenames:
             path = base / name
             problem = path_problem(path, IMAGE_NOUN)
-            if name.startswith("."):
-                found.skipped.append(path)
-            elif problem is None and path.suffix.lower() not in image_extensions():
-                found.skipped.append(path)
+            if name.startswith(".") or (problem is None and path.suffix.lower() not in image_extensions()):
+                skip(path)
             else:
                 entries.append(Entry(path, problem))
     found.entries.extend(sorted(entries, key=lambda e: e.path))
     found.skipped.sort()
 
 
-def expand_inputs(arguments: Iterable[str | Path]) -> Inputs:
-    """Arguments in order; each folder replaced by what it holds (see the module docstring)."""
+def expand_inputs(arguments: Iterable[str | Path], strict: bool = False) -> Inputs:
+    """Arguments in order; each folder replaced by what it holds (see the module docstring).
+    `strict`: what would be skipped is an entry that fails instead."""
     found = Inputs()
     for path in map(Path, arguments):
         if path.is_dir():
-            _walk(path, found)
+            _walk(path, found, strict)
         else:
             found.entries.append(Entry(path))
     return found

@@ -46,14 +46,21 @@ def artifact_digest(path: Path) -> tuple[int, str]:
     the value manifest.json records."""
     path = Path(path)
     if path.is_file():
-        data = path.read_bytes()
-        return len(data), hashlib.sha256(data).hexdigest()
+        return path.stat().st_size, _file_sha256(path).hexdigest()
     digest, size = hashlib.sha256(), 0
     for file in package_files(path):
-        data = file.read_bytes()
-        digest.update(file.relative_to(path).as_posix().encode() + b"\0" + hashlib.sha256(data).digest())
-        size += len(data)
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0" + _file_sha256(file).digest())
+        size += file.stat().st_size
     return size, digest.hexdigest()
+
+
+def _file_sha256(path: Path):
+    """sha256 in 1 MB reads: a model of hundreds of MB is never held in memory to be hashed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest
 
 
 def listed_sha256(artifact: Path) -> str | None:

@@ -141,8 +141,8 @@ def run(args) -> int:
     if camera is not None:
         sources, width = _camera_frames(camera, args.every, args.frames), 22
     else:
-        inputs = expand_inputs(args.inputs)
-        sources, tally.skipped = inputs.sources(args.strict), ("" if args.strict else inputs.skipped_note())
+        inputs = expand_inputs(args.inputs, args.strict)
+        sources, tally.skipped = inputs.sources(), inputs.skipped_note()
         width = max((len(name) for name, _ in sources), default=12)
     table = None
     if not args.json:

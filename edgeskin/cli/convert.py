@@ -93,10 +93,10 @@ def cmd_predict(args) -> int:
 
     quiet_decoder_warnings()
     predictor = load(args.artifact, threads=args.threads)
-    inputs = expand_inputs(args.images)
-    tally = Tally(skipped="" if args.strict else inputs.skipped_note())
+    inputs = expand_inputs(args.images, args.strict)
+    tally = Tally(skipped=inputs.skipped_note())
     # the loop and the folder expansion of edgeskin-pi, so both report the same files the same way
-    for item in classify(predictor, inputs.sources(args.strict), args.top_k):
+    for item in classify(predictor, inputs.sources(), args.top_k):
         tally.add(item)
         print(json.dumps(result_record(item.name, item.result)) if args.json else result_line(item.name, item.result), flush=True)
     print(json.dumps({"summary": tally.counts()}) if args.json else tally.summary_line())
