@@ -9,12 +9,16 @@ coremltools 9.0 cannot make a float16 classifier with an extra output in one cal
 frontend declares float16 outputs, then indexes them past the classifier's added outputs), so
 the captured model (torch.export, else torch.jit.trace) is first converted to a MIL program at
 the target precision and then exported with the classifier. `w8` and `palettize*` compress the float16 program's weights.
+
+Every package holds only what its Manifest.json lists (see `save_package`), and its versionString
+names the source checkpoint (see `package_version`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import warnings
@@ -34,9 +38,13 @@ INPUT_NAME = "image"
 LABEL_NAME = "label"
 MINIMUM_DEPLOYMENT_TARGET = "iOS16"  # also macOS 13; the constexpr weight ops of w8/palettize need it
 AUTHOR = "edgeskin (SkinDistilViT, arXiv 2308.08669)"
-DESCRIPTION = ("Skin-lesion classifier ({model}, exit {exit}, recipe {recipe}). Input: RGB image, {size}x{size}, pixel values "
-               "0-255 (normalization is inside the model). Outputs: label, label_probs, logits. "
+DESCRIPTION = ("Skin-lesion classifier {model}, exit {exit}, recipe {recipe}; classes: {classes}. Input: RGB image, "
+               "{size}x{size}, pixel values 0-255 (normalization is inside the model). Outputs: label, label_probs, logits. "
                "Not a medical device: not for clinical use without validation.")
+LICENSE = "Weights: see the source checkpoint's model card. Demonstration models: not for clinical use."
+VERSION_DIGITS = 12  # of the source checkpoint's sha256: a short, stable name for the weights the package holds
+
+
 @contextlib.contextmanager
 def _coremltools(log: Path):
     """Import coremltools with its version warnings and progress bars sent to the log."""
@@ -121,7 +129,7 @@ def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[
             for recipe in recipes:
                 converted = programs[recipe] if recipe in programs else _compress(ct, programs["fp16"], recipe)
                 path = work / f"{recipe}.mlpackage"
-                _as_classifier(ct, converted, class_names, tuple(dummy.shape)).save(str(path))
+                save_package(_as_classifier(ct, converted, class_names, tuple(dummy.shape)), path)
                 written[recipe] = path
     except EdgeskinError:
         raise
@@ -133,22 +141,57 @@ def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[
     return written, frontend
 
 
+def package_version(metadata: ArtifactMetadata) -> str:
+    """The versionString: the first digits of the source checkpoint's sha256, so two packages of
+    the same weights share a version and retrained weights get a new one."""
+    return metadata.source_checkpoint_sha256[:VERSION_DIGITS] or "unversioned"
+
+
+def short_description(metadata: ArtifactMetadata) -> str:
+    """One line (Xcode's model summary): model, exit, recipe, classes, input and the clinical caveat."""
+    text = DESCRIPTION.format(model=metadata.model, exit=metadata.exit, recipe=metadata.recipe,
+                              classes=", ".join(metadata.class_names), size=metadata.input.shape[-1])
+    return " ".join(text.split())  # class names are the checkpoint's: no line break of theirs gets in
+
+
+def unlisted_files(package: Path) -> list[Path]:
+    """Files of a package that its Manifest.json neither lists nor holds inside a listed folder."""
+    manifest = package / "Manifest.json"
+    items = [package / "Data" / item["path"] for item in json.loads(manifest.read_text())["itemInfoEntries"].values()]
+    return sorted(f for f in package.rglob("*") if (f.is_symlink() or not f.is_dir()) and f != manifest
+                  and not any(f == item or item in f.parents for item in items))
+
+
+def save_package(model, path: Path) -> None:
+    """Save an ML Program package with nothing its Manifest.json does not list. coremltools 9.0
+    writes executorch_debug_handle_mapping.json beside any program from torch.export (meant for
+    ExecuTorch; ours has no debug handles, so it maps every op to `null`), and a copied package
+    carries it along; Core ML never reads it."""
+    model.save(str(path))
+    for stray in unlisted_files(path):
+        stray.unlink()
+        for folder in stray.parents:
+            if folder == path or any(folder.iterdir()):
+                break
+            folder.rmdir()
+
+
 def embed_coreml_metadata(source: Path, metadata: ArtifactMetadata, destination: Path) -> None:
-    """Copy a package to `destination` with author, licence, description and the edgeskin JSON."""
+    """Copy a package to `destination` with author, licence, version, description and the edgeskin JSON."""
     log = destination.parent / ".coremltools-metadata.log"
     with _coremltools(log) as ct:
         model = ct.models.MLModel(str(source), skip_model_load=True)
         model.author = AUTHOR
-        model.license = "Weights: see the source checkpoint's model card. Demonstration models: not for clinical use."
+        model.license = LICENSE
         size = metadata.input.shape[-1]  # NCHW
-        model.short_description = DESCRIPTION.format(model=metadata.model, exit=metadata.exit, recipe=metadata.recipe, size=size)
-        model.version = metadata.converter.get("edgeskin", "")
+        model.short_description = short_description(metadata)
+        model.version = package_version(metadata)
         model.input_description[INPUT_NAME] = f"RGB dermoscopy image, {size}x{size}, 0-255"
         model.output_description[LABEL_NAME] = "most probable class (" + ", ".join(metadata.class_names) + ")"
         model.output_description[f"{LABEL_NAME}_probs"] = "probability of each class"
         model.output_description["logits"] = "class logits, in the order " + ", ".join(metadata.class_names)
         model.user_defined_metadata[METADATA_NAME] = metadata.to_json()
-        model.save(str(destination))
+        save_package(model, destination)
     log.unlink(missing_ok=True)
     if not destination.is_dir():
         raise EdgeskinError.about(destination, "coremltools did not write the package")

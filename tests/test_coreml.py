@@ -52,6 +52,23 @@ def _relative(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+def _files(package):
+    """Every file under a package, as paths relative to it."""
+    return {f.relative_to(package).as_posix() for f in package.rglob("*") if not f.is_dir()}
+
+
+def _listed(package):
+    """Manifest.json and the files its itemInfoEntries name (a listed folder lists what it holds)."""
+    import json
+
+    listed = {"Manifest.json"}
+    for item in json.loads((package / "Manifest.json").read_text())["itemInfoEntries"].values():
+        path = package / "Data" / item["path"]
+        assert path.exists(), item
+        listed |= {f"Data/{item['path']}/{f}" for f in _files(path)} if path.is_dir() else {f"Data/{item['path']}"}
+    return listed
+
+
 def test_fp32_program_matches_pytorch(packages, sample_pixels):
     model, written = packages
     pixels = sample_pixels[:6]
@@ -77,6 +94,35 @@ def test_program_holds_the_compression_ops(packages):
     assert "constexpr_lut_to_dense" in types["palettize4"]
     assert not any(t.startswith("constexpr_") for t in types["fp32"] | types["fp16"])
     assert {"classify", "linear", "layer_norm", "softmax"} <= types["fp32"]
+
+
+def test_converted_packages_hold_only_what_their_manifest_lists(packages):
+    """coremltools 9.0 adds executorch_debug_handle_mapping.json to a torch.export program's package."""
+    import coremltools as ct
+
+    _, written = packages
+    for path in written.values():
+        assert _files(path) == _listed(path) and "Data/com.apple.CoreML/weights/weight.bin" in _files(path)
+        assert ct.models.MLModel(str(path), skip_model_load=True).get_spec().WhichOneof("Type") == "mlProgram"
+
+
+def test_save_package_drops_files_a_copied_package_carries(packages, sample_pixels, tmp_path):
+    """A package copied with stray files (one nested two folders deep) is saved without them or their
+    folders, and the checker computes the same logits from it."""
+    import coremltools as ct
+
+    from edgeskin.converters.coreml import save_package, unlisted_files
+
+    _, written = packages
+    source, saved = tmp_path / "source.mlpackage", tmp_path / "saved.mlpackage"
+    shutil.copytree(written["fp32"], source)
+    (source / "executorch_debug_handle_mapping.json").write_text('{"mapping": {}}')
+    (source / "Data" / "notes" / "deep").mkdir(parents=True)
+    (source / "Data" / "notes" / "deep" / "readme.txt").write_text("stray")
+    assert [f.name for f in unlisted_files(source)] == ["readme.txt", "executorch_debug_handle_mapping.json"]
+    save_package(ct.models.MLModel(str(source), skip_model_load=True), saved)
+    assert _files(saved) == _listed(saved) == _listed(written["fp32"]) and not (saved / "Data" / "notes").exists()
+    np.testing.assert_array_equal(_checker_logits(saved, sample_pixels[:2]), _checker_logits(written["fp32"], sample_pixels[:2]))
 
 
 def test_weight_decompression_matches_coremltools(packages):
@@ -226,6 +272,33 @@ def converted_coreml(converted):
     out, manifest, _, stderr = converted
     assert {a["recipe"] for a in manifest["artifacts"] if a["target"] == "coreml"} == {"fp32", "fp16", "w8"}, stderr
     return out, manifest
+
+
+def test_package_names_its_checkpoint_and_lists_its_files(converted_coreml, samples_dir):
+    """What Xcode's model summary shows (version, one-line description, author, licence) and a
+    package folder that holds exactly what Manifest.json lists."""
+    import hashlib
+
+    import coremltools as ct
+
+    from edgeskin.model_loading import load_checkpoint
+    from edgeskin.runtime import load
+
+    classes = load_checkpoint(DEMO_STUDENT).config.class_names
+    version = hashlib.sha256(DEMO_STUDENT.read_bytes()).hexdigest()[:12]
+    out, manifest = converted_coreml
+    for entry in (a for a in manifest["artifacts"] if a["target"] == "coreml"):
+        package = out / entry["file"]
+        spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+        meta = spec.description.metadata
+        assert meta.versionString == version
+        assert "\n" not in meta.shortDescription
+        assert all(part in meta.shortDescription for part in ("skindistilvit-ti6", "exit 6", f"recipe {entry['recipe']}", *classes))
+        assert "edgeskin" in meta.author and "clinical" in meta.license
+        assert all(f.shortDescription for f in [*spec.description.input, *spec.description.output])
+        assert _files(package) == _listed(package)
+        prediction = load(package, coreml_checker=True).predict(samples_dir / "ISIC_0000002.jpg")[0]
+        assert prediction.label in classes and abs(float(prediction.probabilities.sum()) - 1) < 1e-3
 
 
 def test_demo_student_fp32_matches_pytorch_on_real_images(converted_coreml, sample_pixels):
