@@ -10,7 +10,7 @@ ONNX2TF_VENV := .venv-onnx2tf
 ONNX2TF_STAMP := $(ONNX2TF_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-onnx2tf test test-slow test-onnx2tf lint demo demo-model device-test clean
+.PHONY: install install-onnx2tf test test-slow test-onnx2tf lint wheel demo demo-model device-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,12 +43,25 @@ test-onnx2tf: $(STAMP) $(ONNX2TF_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The one installable file, for a Pi or any machine without this checkout (README, "Raspberry Pi"):
+# pure Python, with the package data `edgeskin convert` and the tests read (demo weights, CC0 images).
+# Always rebuilt (seconds), from a clean slate: setuptools would package stale copies left in build/,
+# and files an old *.egg-info/SOURCES.txt lists.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+WHEEL := dist/edgeskin-$(VERSION)-py3-none-any.whl
+wheel: $(STAMP)
+	rm -rf build *.egg-info $(WHEEL)
+	$(BIN)/pip wheel --quiet --no-deps -w dist .
+	rm -rf build *.egg-info
+	@$(BIN)/python -c "import os, sys; print(f'{sys.argv[1]}: {os.path.getsize(sys.argv[1]) / 1e6:.1f} MB')" $(WHEEL)
+
 # edgeskin-pi on emulated Raspberry Pi CPUs (qemu cortex-a76 and cortex-a72) vs this x86 host, every recipe
 # (scripts/device_test.py). First use builds an arm64 bookworm userland, the aarch64 wheels and the demo
 # artifacts under .cache/device-test/ (apt-installs mmdebstrap and qemu-user-static when missing).
+# edgeskin runs from the wheel above, installed into the emulated Pi's (and x86's) site folders.
 DEVICE_TEST_ARGS ?=
-device-test: $(STAMP)
-	$(BIN)/python scripts/device_test.py $(DEVICE_TEST_ARGS)
+device-test: wheel
+	$(BIN)/python scripts/device_test.py --wheel $(WHEEL) $(DEVICE_TEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/edgeskin info edgeskin/assets/demo/skindistilvit-ti6-demo.safetensors

@@ -5,13 +5,16 @@ Everything lives under .cache/device-test/ (git-ignored), built on demand and re
   --variant=extract` (no maintainer scripts, so no emulation needed to build it; ~75 MB);
 - site-<env>-<arch>/: wheels installed by the host pip with --platform/--target: the aarch64
   (and, for the x86 side of the comparison, the x86_64) builds of the same package versions;
-- src/edgeskin/: symlinks to this checkout's edgeskin/__init__.py and runtime/, so the emulated
-  Python runs the code under test, importable without installing the project.
+- the project's own wheel (`make wheel`, dist/edgeskin-<version>-py3-none-any.whl) installed into
+  each site folder with --no-deps, so the emulated Python runs what `pip install edgeskin-*.whl[pi]`
+  puts on a Pi, its package data included, not this checkout's source folders.
 Programs run as `qemu-aarch64-static -L ROOTFS -cpu CPU ROOTFS/usr/bin/python3.11 ...`.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -21,7 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "device-test"
 ROOTFS = CACHE / "rootfs-bookworm-arm64"
-SRC = CACHE / "src"
+# set by device_test.py --wheel; pure Python (py3-none-any), so one file serves aarch64 and x86_64
+WHEEL: Path | None = None
+SOURCES = ("pyproject.toml", "edgeskin", "runtime", "converters")  # what the wheel is built from
 MIRROR = os.environ.get("EDGESKIN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PYTHON_VERSION = "3.11"
 # Every manylinux tag bookworm's glibc 2.36 accepts: given only the oldest, pip falls back to
@@ -96,12 +101,12 @@ def installed_versions(site: Path) -> dict[str, str]:
 
 
 def ensure_site(env: str, arch: str, requirements: list[str] | None = None) -> Path:
-    """Wheels for `env` built for `arch` (aarch64 or x86_64), installed with the host pip."""
+    """Wheels for `env` built for `arch` (aarch64 or x86_64), installed with the host pip, and edgeskin's own."""
     site = CACHE / f"site-{env}-{arch}"
     requirements = requirements or ENVIRONMENTS[env][0]
     stamp = site / ".requirements"
     if stamp.is_file() and stamp.read_text() == "\n".join(requirements):
-        return site
+        return install_wheel(site)
     staging = site.with_name(site.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(site, ignore_errors=True)
@@ -116,7 +121,7 @@ def ensure_site(env: str, arch: str, requirements: list[str] | None = None) -> P
         raise SystemExit(f"pip failed for {arch} {' '.join(requirements)}:\n{done.stdout}{done.stderr}")
     (staging / ".requirements").write_text("\n".join(requirements))
     staging.rename(site)
-    return site
+    return install_wheel(site)
 
 
 def pinned(site: Path, env: str) -> list[str]:
@@ -129,17 +134,45 @@ def pinned(site: Path, env: str) -> list[str]:
     return pins
 
 
-def ensure_src() -> Path:
-    """SRC/edgeskin -> this checkout's edgeskin/__init__.py and runtime/ (pyproject's package-dir)."""
-    package = SRC / "edgeskin"
-    package.mkdir(parents=True, exist_ok=True)
-    for name, target in (("__init__.py", REPO / "edgeskin" / "__init__.py"), ("runtime", REPO / "runtime")):
-        link = package / name
-        if not (link.is_symlink() and Path(os.readlink(link)) == target):
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            link.symlink_to(target)
-    return SRC
+def default_wheel() -> Path:
+    """dist/edgeskin-<pyproject version>-py3-none-any.whl, where `make wheel` writes it."""
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    return REPO / "dist" / f"edgeskin-{version}-py3-none-any.whl"
+
+
+@functools.cache
+def check_wheel(wheel: Path) -> Path:
+    """The wheel to test; warns when source files changed after it was built (it would test old code)."""
+    if not wheel.is_file():
+        raise SystemExit(f"no {wheel}: `make wheel` builds it (`make device-test` does that first)")
+    built = wheel.stat().st_mtime
+    newer = [p for name in SOURCES for p in ([REPO / name] if name.endswith(".toml") else (REPO / name).rglob("*"))
+             if p.is_file() and "__pycache__" not in p.parts and p.stat().st_mtime > built]
+    if newer:
+        log(f"warning: {len(newer)} source files changed after {wheel.name} was built (e.g. "
+            f"{newer[0].relative_to(REPO)}): `make wheel` to test them")
+    return wheel
+
+
+def install_wheel(site: Path) -> Path:
+    """The project's wheel in `site`, replacing an earlier build (stamped by its sha256)."""
+    wheel = check_wheel(WHEEL or default_wheel())
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    stamp = site / ".edgeskin-wheel"
+    if stamp.is_file() and stamp.read_text() == f"{wheel.name} {digest}":
+        return site
+    for old in [*site.glob("edgeskin"), *site.glob("edgeskin-*.dist-info"), *site.glob("bin/edgeskin*")]:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    log(f"installing {wheel.name} into {site.relative_to(REPO)}")
+    # --upgrade: its bin/ (console scripts with the host's shebang, unused here) replaces the site's
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                           "--no-compile", "--upgrade", "--target", str(site), str(wheel)], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"pip failed to install {wheel}:\n{done.stdout}{done.stderr}")
+    stamp.write_text(f"{wheel.name} {digest}")
+    return site
 
 
 def write_cpuinfo(cpu: str, cores: int = 4) -> None:
@@ -162,8 +195,17 @@ def python_command(arch: str, cpu: str | None = None) -> list[str]:
 
 def run_python(arch: str, cpu: str | None, site: Path, args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
-    env.update(PYTHONPATH=f"{ensure_src()}{os.pathsep}{site}", PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
+    env.update(PYTHONPATH=str(site), PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
     # not from the checkout: `-m` puts the working folder first on sys.path, and the checkout's edgeskin/
-    # (without runtime/, which pyproject maps from elsewhere) would shadow SRC's
+    # would shadow the installed wheel's
     return subprocess.run([*python_command(arch, cpu), *args], capture_output=True, text=True, env=env, timeout=timeout,
                           cwd=CACHE)
+
+
+def imported_from(arch: str, cpu: str | None, site: Path) -> Path:
+    """Where the emulated (or x86) run imports edgeskin-pi from: must be the wheel installed in `site`."""
+    done = run_python(arch, cpu, site, ["-c", "import edgeskin.runtime.pi as m; print(m.__file__)"], timeout=300)
+    found = Path(done.stdout.strip() or ".")
+    if done.returncode or not found.is_relative_to(site):
+        raise SystemExit(f"{arch} {cpu or ''}: edgeskin.runtime.pi imported from {found}, not {site}:\n{done.stderr[-2000:]}")
+    return found

@@ -12,7 +12,9 @@ the full-integer int8 and int16-activation w8a16 files, which must still run), o
    CPU and on x86, whether the bare interpreter loads and runs each recipe (ok / cannot load /
    crash with its signal), and what edgeskin-pi says against ai-edge-litert 2.3 on x86.
    Informational: it never fails the command.
-Setup (apt tools, rootfs, wheels, artifacts) is in device_env.py; all of it is cached.
+edgeskin itself runs from its wheel (`make wheel`, --wheel), installed into every site folder as
+on a Pi, never from this checkout. Setup (apt tools, rootfs, wheels, artifacts) is in device_env.py;
+all of it is cached.
 """
 
 from __future__ import annotations
@@ -199,6 +201,10 @@ def litert_rows(models: dict[str, Path], images: list[Path], cpus: list[str]) ->
     """The gated rows, and the x86 records per recipe (the reference for the tflite-runtime pass)."""
     arm_site = dev.ensure_site("litert", "aarch64")
     x86_site = dev.ensure_site("litert", "x86_64", dev.pinned(arm_site, "litert"))
+    for arch, cpu, site in (("x86_64", None, x86_site), ("aarch64", cpus[0], arm_site)):
+        print(f"edgeskin ({arch}) from {dev.imported_from(arch, cpu, site).relative_to(dev.REPO)}", flush=True)
+    print(f"{'recipe':<11} {'cpu':<11} {'runtime':<22} {'images':>6} {'top-1':>5} {'max|diff|':>10} {'tolerance':>18} "
+          f"{'result':<5} {'arm ms':>8} {'x86 ms':>7}")
     rows, references = [], {}
     for recipe, model in models.items():
         reference, ref_summary = run_pi("x86_64", None, x86_site, model, images)
@@ -262,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", default=",".join(RECIPES), help="recipes to check (default: all six)")
     parser.add_argument("--skip-older-runtimes", "--skip-tflite-runtime", action="store_true",
                         help="skip the informational pass on ai-edge-litert 2.1.0 and tflite-runtime 2.14")
+    parser.add_argument("--wheel", type=Path, default=dev.default_wheel(),
+                        help="the edgeskin wheel the emulated Pi installs (default: `make wheel`'s, dist/edgeskin-<version>-py3-none-any.whl)")
     parser.add_argument("--report", type=Path, default=dev.CACHE / "report.json", help="where to write every number as JSON")
     args = parser.parse_args(argv)
     cpus = [c for c in args.cpus.split(",") if c]
@@ -269,16 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown CPU {', '.join(unknown)} (known: {', '.join(dev.CPUS)})")
     started = time.monotonic()
+    dev.WHEEL = dev.check_wheel(args.wheel.resolve())
     dev.ensure_tools()
     dev.ensure_rootfs()
     models = {r: p for r, p in artifacts(args.artifacts).items() if r in args.recipes.split(",")}
     with open(BUNDLED / "labels.csv", newline="") as handle:
         images = [BUNDLED / "images" / r["image"] for r in csv.DictReader(handle) if r["split"] == "test"][:IMAGE_COUNT]
-    print(f"\nx86_64 vs emulated arm64 (qemu {'/'.join(cpus)}), edgeskin-pi on {len(images)} bundled images, {THREADS} threads")
-    print(f"{'recipe':<11} {'cpu':<11} {'runtime':<22} {'images':>6} {'top-1':>5} {'max|diff|':>10} {'tolerance':>18} "
-          f"{'result':<5} {'arm ms':>8} {'x86 ms':>7}")
+    print(f"\nx86_64 vs emulated arm64 (qemu {'/'.join(cpus)}), edgeskin-pi on {len(images)} bundled images, {THREADS} threads, "
+          f"from {dev.WHEEL.name} ({dev.WHEEL.stat().st_size / 1e6:.1f} MB)")
     rows, x86_records = litert_rows(models, images, cpus)
-    report = {"cpus": cpus, "images": len(images), "litert": rows}
+    report = {"cpus": cpus, "images": len(images), "wheel": dev.WHEEL.name, "litert": rows}
     for env, label in {} if args.skip_older_runtimes else OLDER_RUNTIMES.items():
         print(f"\n{label} (informational): bare interpreter on one image, then edgeskin-pi on "
               f"{min(len(images), OLDER_RUNTIME_IMAGES)}")
