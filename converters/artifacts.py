@@ -1,4 +1,5 @@
-"""Staged, atomic output folders, artifact names and digests (the manifest: edgeskin/manifest.py)."""
+"""Staged, atomic output folders and artifact names and sizes (digests: runtime/integrity.py, which checks
+files against them; the manifest: edgeskin/manifest.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgeskin.runtime.errors import EdgeskinError
-from edgeskin.runtime.integrity import artifact_digest, package_files
-
-__all__ = ["artifact_digest"]  # the manifest's digest is the runtime's (it checks files against it)
+from edgeskin.runtime.integrity import package_files
 
 _ACTIVE_STAGING: set[Path] = set()
 # ".partial-<pid>-<random>" / ".old-<pid>-<random>" after ".<out name>"; names without a pid are an

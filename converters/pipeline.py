@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskin.checkpoint import LoadedModel
-from edgeskin.converters.artifacts import artifact_digest, artifact_name, staged_folder
+from edgeskin.converters.artifacts import artifact_name, staged_folder
 from edgeskin.converters.calibration import DEFAULT_COUNT, CalibrationSet, calibration_set
 from edgeskin.converters.coreml import MINIMUM_DEPLOYMENT_TARGET
 from edgeskin.converters.onnx import export_onnx_bytes
@@ -34,6 +34,7 @@ from edgeskin.manifest import (
 )
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.formats import Format, format_for_target, resolve
+from edgeskin.runtime.integrity import artifact_digest  # the digest the runtime checks files against
 from edgeskin.runtime.metadata import OUTPUT_ROLES, ArtifactMetadata, InputContract
 from edgeskin.runtime.predictor import QUANTIZED_DTYPES, dequantize, model_input
 from edgeskin.runtime.predictor import load as load_artifact
