@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 # onnx2tf there as a subprocess (converters/onnx2tf_route.py)
 ONNX2TF_VENV := .venv-onnx2tf
 ONNX2TF_STAMP := $(ONNX2TF_VENV)/.installed
+# The TFLite metadata writer's environment (MediaPipe 0.10.21, protobuf 4): every .tflite gets its
+# standard metadata there, as a subprocess (converters/tflite_metadata.py). Part of `make install`.
+MEDIAPIPE_VENV := .venv-mediapipe
+MEDIAPIPE_STAMP := $(MEDIAPIPE_VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: install install-onnx2tf test test-slow test-onnx2tf lint wheel demo demo-model device-test clean
@@ -20,7 +24,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m edgeskin._timm_shim
 	touch $(STAMP)
 
-install: $(STAMP)
+$(MEDIAPIPE_STAMP): constraints-mediapipe.txt
+	$(PYTHON) -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/pip install --quiet -c constraints-mediapipe.txt mediapipe
+	touch $(MEDIAPIPE_STAMP)
+
+install: $(STAMP) $(MEDIAPIPE_STAMP)
 
 $(ONNX2TF_STAMP): constraints-onnx2tf.txt
 	$(PYTHON) -m venv $(ONNX2TF_VENV)
@@ -30,14 +39,14 @@ $(ONNX2TF_STAMP): constraints-onnx2tf.txt
 
 install-onnx2tf: $(ONNX2TF_STAMP)
 
-test: $(STAMP)
+test: $(STAMP) $(MEDIAPIPE_STAMP)
 	$(BIN)/python -m pytest -m "not slow and not onnx2tf" $(PYTEST_ARGS)
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(MEDIAPIPE_STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 # the onnx2tf route end to end (needs its environment, which this target builds)
-test-onnx2tf: $(STAMP) $(ONNX2TF_STAMP)
+test-onnx2tf: $(STAMP) $(ONNX2TF_STAMP) $(MEDIAPIPE_STAMP)
 	$(BIN)/python -m pytest -m onnx2tf $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -60,10 +69,10 @@ wheel: $(STAMP)
 # artifacts under .cache/device-test/ (apt-installs mmdebstrap and qemu-user-static when missing).
 # edgeskin runs from the wheel above, installed into the emulated Pi's (and x86's) site folders.
 DEVICE_TEST_ARGS ?=
-device-test: wheel
+device-test: wheel $(MEDIAPIPE_STAMP)
 	$(BIN)/python scripts/device_test.py --wheel $(WHEEL) $(DEVICE_TEST_ARGS)
 
-demo: $(STAMP)
+demo: $(STAMP) $(MEDIAPIPE_STAMP)
 	$(BIN)/edgeskin info edgeskin/assets/demo/skindistilvit-ti6-demo.safetensors
 	$(BIN)/edgeskin convert --target tflite --recipes fp32,fp16,dynamic,int8-mixed --out dist/skindistilvit-ti6 --force
 	$(BIN)/edgeskin predict dist/skindistilvit-ti6/skindistilvit-ti6-e6-int8-mixed.tflite edgeskin/assets/isic-cc0/images/ISIC_0000002.jpg edgeskin/assets/isic-cc0/images/ISIC_0000015.jpg
@@ -73,11 +82,11 @@ demo: $(STAMP)
 # 2 CPU cores); the exact command lines are also in edgeskin/assets/demo/MODEL_CARD.md.
 DATA ?= ../shared/data/isic-public
 TRAIN_FLAGS := --data $(DATA) --batch-size 64 --lr 5e-4 --warmup-epochs 2 --class-weights balanced --precision bf16 --seed 42
-demo-model: $(STAMP)
+demo-model: $(STAMP) $(MEDIAPIPE_STAMP)
 	$(BIN)/edgeskin train --arch skindistilvit-ti12 --out runs/teacher-ti12 --epochs 25 $(TRAIN_FLAGS)
 	$(BIN)/edgeskin distill --teacher runs/teacher-ti12/best.safetensors --blocks first6 --out runs/student-ti6 --epochs 20 $(TRAIN_FLAGS)
 	$(BIN)/python scripts/bundle_demo.py --data $(DATA)
 	$(BIN)/edgeskin eval --checkpoint edgeskin/assets/demo/skindistilvit-ti6-demo.safetensors --data $(DATA) --split test
 
 clean:
-	rm -rf $(VENV) $(ONNX2TF_VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(ONNX2TF_VENV) $(MEDIAPIPE_VENV) .pytest_cache .ruff_cache *.egg-info

@@ -11,7 +11,7 @@ the captured model (torch.export, else torch.jit.trace) is first converted to a 
 the target precision and then exported with the classifier. `w8` and `palettize*` compress the float16 program's weights.
 
 Every package holds only what its Manifest.json lists (see `save_package`), and its versionString
-names the source checkpoint (see `package_version`).
+names the source checkpoint or --model-version (converters/descriptions.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeskin.converters import descriptions
 from edgeskin.converters.quiet import log_tail, quiet_output
 from edgeskin.models import SkinViT, deployable
 from edgeskin.runtime.errors import EdgeskinError
@@ -37,12 +38,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 INPUT_NAME = "image"
 LABEL_NAME = "label"
 MINIMUM_DEPLOYMENT_TARGET = "iOS16"  # also macOS 13; the constexpr weight ops of w8/palettize need it
-AUTHOR = "edgeskin (SkinDistilViT, arXiv 2308.08669)"
-DESCRIPTION = ("Skin-lesion classifier {model}, exit {exit}, recipe {recipe}; classes: {classes}. Input: RGB image, "
-               "{size}x{size}, pixel values 0-255 (normalization is inside the model). Outputs: label, label_probs, logits. "
-               "Not a medical device: not for clinical use without validation.")
-LICENSE = "Weights: see the source checkpoint's model card. Demonstration models: not for clinical use."
-VERSION_DIGITS = 12  # of the source checkpoint's sha256: a short, stable name for the weights the package holds
 
 
 @contextlib.contextmanager
@@ -141,19 +136,6 @@ def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[
     return written, frontend
 
 
-def package_version(metadata: ArtifactMetadata) -> str:
-    """The versionString: the first digits of the source checkpoint's sha256, so two packages of
-    the same weights share a version and retrained weights get a new one."""
-    return metadata.source_checkpoint_sha256[:VERSION_DIGITS] or "unversioned"
-
-
-def short_description(metadata: ArtifactMetadata) -> str:
-    """One line (Xcode's model summary): model, exit, recipe, classes, input and the clinical caveat."""
-    text = DESCRIPTION.format(model=metadata.model, exit=metadata.exit, recipe=metadata.recipe,
-                              classes=", ".join(metadata.class_names), size=metadata.input.shape[-1])
-    return " ".join(text.split())  # class names are the checkpoint's: no line break of theirs gets in
-
-
 def unlisted_files(package: Path) -> list[Path]:
     """Files of a package that its Manifest.json neither lists nor holds inside a listed folder."""
     manifest = package / "Manifest.json"
@@ -181,11 +163,11 @@ def embed_coreml_metadata(source: Path, metadata: ArtifactMetadata, destination:
     log = destination.parent / ".coremltools-metadata.log"
     with _coremltools(log) as ct:
         model = ct.models.MLModel(str(source), skip_model_load=True)
-        model.author = AUTHOR
-        model.license = LICENSE
+        model.author = descriptions.AUTHOR
+        model.license = descriptions.LICENSE
         size = metadata.input.shape[-1]  # NCHW
-        model.short_description = short_description(metadata)
-        model.version = package_version(metadata)
+        model.short_description = descriptions.description(metadata, [LABEL_NAME, f"{LABEL_NAME}_probs", "logits"])
+        model.version = descriptions.model_version(metadata)
         model.input_description[INPUT_NAME] = f"RGB dermoscopy image, {size}x{size}, 0-255"
         model.output_description[LABEL_NAME] = "most probable class (" + ", ".join(metadata.class_names) + ")"
         model.output_description[f"{LABEL_NAME}_probs"] = "probability of each class"

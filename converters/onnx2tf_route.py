@@ -9,8 +9,6 @@ same labelling, gates and manifest as the default route's.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeskin.converters.progress import stage
-from edgeskin.converters.quiet import log_tail
-from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.converters.worker_env import WorkerEnvironment
 
-ENV_VARIABLE = "EDGESKIN_ONNX2TF_PYTHON"
-DEFAULT_ENV = Path(__file__).resolve().parents[1] / ".venv-onnx2tf"  # `make install-onnx2tf` in a checkout
+ONNX2TF = WorkerEnvironment("EDGESKIN_ONNX2TF_PYTHON", ".venv-onnx2tf", "--route onnx2tf", "install-onnx2tf",
+                            "onnx2tf 1.29.24 (constraints-onnx2tf.txt)")
 WORKER = Path(__file__).resolve().with_name("onnx2tf_worker.py")
+onnx2tf_python = ONNX2TF.python  # checked before any work (edgeskin.api)
 
 
 @dataclass(frozen=True)
@@ -33,30 +31,13 @@ class Onnx2TfResult:
     versions: dict[str, str]  # onnx2tf, tensorflow, ... in that environment
 
 
-def onnx2tf_python() -> Path:
-    """The onnx2tf environment's Python, or one line saying how to get one."""
-    given = os.environ.get(ENV_VARIABLE)
-    python = Path(given) if given else DEFAULT_ENV / "bin" / "python"
-    if not python.is_file():
-        where = f"{ENV_VARIABLE}={given} does not exist" if given else f"no onnx2tf environment at {DEFAULT_ENV}"
-        raise EdgeskinError(f"--route onnx2tf: {where}; build it with `make install-onnx2tf` in an edgeskin checkout, "
-                            f"or point {ENV_VARIABLE} at a Python with onnx2tf 1.29.24 (constraints-onnx2tf.txt)")
-    return python
-
-
-def _run(python: Path, job: dict, label: str, report) -> dict:
+def _run(job: dict, label: str, report) -> dict:
     """One worker run, its output in workdir/onnx2tf.log; a failure is one line with the log's last error."""
     workdir = Path(job["workdir"])
     job_file = workdir / f"job-{job['task']}-{job.get('recipe', 'float')}.json"
     job_file.write_text(json.dumps(job))
-    log = workdir / "onnx2tf.log"
-    env = dict(os.environ, PATH=f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}", TF_CPP_MIN_LOG_LEVEL="3")
-    with stage(report, label), open(log, "ab") as out:
-        # -I: the script's folder (converters/, whose onnx.py would shadow the onnx package) stays off sys.path
-        done = subprocess.run([str(python), "-I", str(WORKER), str(job_file)], stdout=out, stderr=subprocess.STDOUT, env=env,
-                              cwd=workdir)
-    if done.returncode != 0:
-        raise EdgeskinError(f"onnx2tf route failed ({label}): {log_tail(log)} (log: {log})")
+    with stage(report, label):
+        ONNX2TF.run(WORKER, job_file, workdir / "onnx2tf.log", f"onnx2tf route ({label})", {"TF_CPP_MIN_LOG_LEVEL": "3"})
     return json.loads((workdir / f"result-{job['task']}.json").read_text())
 
 
@@ -67,15 +48,15 @@ def convert(onnx: bytes, recipes: list[str], pixels: np.ndarray, calibration: np
     Quantized files' seconds include the float run they start from."""
     from edgeskin.converters.tflite import LINEAR_OPS, op_types
 
-    python = onnx2tf_python()
+    onnx2tf_python()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "model.onnx").write_bytes(onnx)
     np.save(workdir / "pixels.npy", pixels)
     began = time.perf_counter()
-    floats = _run(python, {"task": "float", "onnx": str(workdir / "model.onnx"), "workdir": str(workdir),
-                           "pixels": str(workdir / "pixels.npy"), "dynamic": "dynamic" in recipes},
-                  "onnx2tf: converting (float32, float16" + (", dynamic-range" if "dynamic" in recipes else "") + ")", report)
+    floats = _run({"task": "float", "onnx": str(workdir / "model.onnx"), "workdir": str(workdir),
+                    "pixels": str(workdir / "pixels.npy"), "dynamic": "dynamic" in recipes},
+                   "onnx2tf: converting (float32, float16" + (", dynamic-range" if "dynamic" in recipes else "") + ")", report)
     float_seconds = time.perf_counter() - began
     files = {r: Path(floats["files"][r]).read_bytes() for r in recipes if r in floats["files"]}
     seconds = dict.fromkeys(files, float_seconds)
@@ -88,7 +69,7 @@ def convert(onnx: bytes, recipes: list[str], pixels: np.ndarray, calibration: np
         job = {"task": "int8", "recipe": recipe, "workdir": str(workdir), "saved_model": floats["saved_model"],
                "pixels": str(workdir / "calibration.npy"), "output": str(workdir / f"{recipe}.tflite"),
                "keep_float_ops": keep_float_ops if recipe == "int8-mixed" else []}
-        _run(python, job, f"{recipe}: TensorFlow calibrating on {len(calibration)} images", report)
+        _run(job, f"{recipe}: TensorFlow calibrating on {len(calibration)} images", report)
         files[recipe] = Path(job["output"]).read_bytes()
         seconds[recipe] = float_seconds + time.perf_counter() - began
     return Onnx2TfResult(files, seconds, floats["versions"])

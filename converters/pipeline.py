@@ -56,6 +56,7 @@ class ConvertRequest:
     calib_split: str = "train"
     calib_count: int = DEFAULT_COUNT
     route: str = DEFAULT_ROUTE  # TFLite: "litert" (litert-torch + ai-edge-quantizer) or "onnx2tf"
+    model_version: str = ""  # the artifacts' version (Core ML versionString, TFLite Metadata); "": the checkpoint's sha256
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def _metadata(request: ConvertRequest, fmt: Format, exit: int, converted: Conver
                             class_names=config.class_names, input=contract, preprocess=config.preprocess.to_dict(),
                             normalization={"mean": list(config.mean), "std": list(config.std), "applied": "inside the graph"},
                             outputs=OUTPUT_ROLES, source_checkpoint_sha256=request.loaded.source_sha256,
-                            converter={**versions, **converted.versions})
+                            converter={**versions, **converted.versions}, model_version=request.model_version)
 
 
 def _identify_outputs(backend, reference_logits: np.ndarray, probe: np.ndarray) -> list[str]:

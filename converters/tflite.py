@@ -1,4 +1,5 @@
-"""TFLite flatbuffer edits shared by both routes: output order and names, embedded metadata, and
+"""TFLite flatbuffer edits shared by both routes: output order and names, embedded metadata (edgeskin's
+entry here, TFLite Metadata in converters/tflite_metadata.py), and
 what a file holds (op types, tensor types), read without an interpreter.
 """
 
@@ -6,10 +7,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from edgeskin.converters.artifacts import bytes_embedder
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.metadata import METADATA_NAME, OUTPUT_ROLES, ArtifactMetadata
 
@@ -137,4 +138,11 @@ def embed_metadata(tflite: bytes, metadata: ArtifactMetadata) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-embed_metadata_file = bytes_embedder(embed_metadata)  # the format table's embed column (runtime/formats.py)
+def embed_metadata_file(probe: Path, metadata: ArtifactMetadata, destination: Path) -> None:
+    """The format table's embed column (runtime/formats.py): the edgeskin entry, then TFLite
+    Metadata and labels.txt. In that order: MediaPipe's writer appends the label file after the
+    flatbuffer, which re-serializing the model (as embed_metadata does) would drop."""
+    from edgeskin.converters.tflite_metadata import write_standard_metadata
+
+    tagged = embed_metadata(probe.read_bytes(), metadata)
+    destination.write_bytes(write_standard_metadata(tagged, metadata, destination.parent))

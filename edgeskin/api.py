@@ -77,7 +77,8 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
             classes: Sequence[str] | None = None, mean=None, std=None, crop_border: bool | None = None,
             data: str | os.PathLike | None = None, split: str = "val", calib: str | os.PathLike | None = None,
             calib_split: str = "train", calib_count: int = 100, exit: int | None = None, force: bool = False,
-            report: Report | None = None, input_size: int | None = None, route: str = "litert") -> Conversion:
+            report: Report | None = None, input_size: int | None = None, route: str = "litert",
+            model_version: str | None = None) -> Conversion:
     """Convert `model` (see load_model) to verified artifacts in `out` (default dist/<model>).
 
     Every artifact is checked against the PyTorch model on real images (`data`, split `split`;
@@ -85,23 +86,31 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
     on `calib` (default: `data`). Outputs of every artifact: index 0 probabilities, 1 logits.
     classes, mean, std, crop_border, input_size: as for load_model. route (TFLite): "litert"
     (litert-torch + ai-edge-quantizer) or "onnx2tf" (its own environment: `make install-onnx2tf`).
+    model_version: the version the artifacts carry (Core ML versionString, TFLite Metadata); default:
+    the first 12 hex digits of the source checkpoint's sha256.
     """
     from edgeskin.converters.artifacts import check_output_folder
+    from edgeskin.converters.descriptions import check_model_version
     from edgeskin.converters.pipeline import ConvertRequest, resolve_sources
     from edgeskin.converters.pipeline import convert as run_conversion
     from edgeskin.converters.recipes import recipes_for
 
     chosen = recipes_for(target, ",".join(recipes) if isinstance(recipes, (list, tuple)) else recipes, route)
+    version = check_model_version(model_version) if model_version is not None else ""
     loaded = load_model(model, classes=classes, mean=mean, std=std, crop_border=crop_border, input_size=input_size)
     out = Path(out) if out is not None else Path("dist") / loaded.config.arch
     request = ConvertRequest(loaded=loaded, recipes=chosen, out=out, exit=exit, force=force, verdict_data=data,
                              verdict_split=split, calib_data=calib, calib_split=calib_split, calib_count=calib_count,
-                             route=route)
+                             route=route, model_version=version)
     resolve_sources(request)
     if route == "onnx2tf" and "tflite" in chosen:
         from edgeskin.converters.onnx2tf_route import onnx2tf_python
 
         onnx2tf_python()  # before any work: without its environment, one line saying how to build it
+    if "tflite" in chosen:
+        from edgeskin.converters.tflite_metadata import MEDIAPIPE
+
+        MEDIAPIPE.python()  # the TFLite Metadata writer's environment, checked before any work as well
     check_output_folder(out, force)
     folder, manifest, checks = run_conversion(request, report or (lambda message: None))
     return Conversion(folder, manifest, tuple(checks), loaded)

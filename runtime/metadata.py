@@ -10,9 +10,11 @@ needs nothing beyond numpy, Pillow and `edgeskin[pi]`; the schema module is impo
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import math
 import struct
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import EdgeskinError, one_line
@@ -20,6 +22,9 @@ from .model_contract import OUTPUT_ROLES, ModelContract
 from .preprocess import PreprocessConfig
 
 METADATA_NAME = "edgeskin"
+STANDARD_NAME = "TFLITE_METADATA"  # TFLite Metadata: what MediaPipe Tasks and the TFLite Task Library read
+LABEL_FILE = "labels.txt"  # the associated file edgeskin's TFLite Metadata puts on the probabilities output
+MAX_LABEL_FILE_BYTES = 1 << 20
 # The TFLite schema's generated classes, in order of preference: ai-edge-litert's (edgeskin[pi]),
 # TensorFlow's, then the `tflite` package's (an older schema: no Buffer.Offset/Size)
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated", "tflite")
@@ -55,6 +60,7 @@ class ArtifactMetadata:
     source_checkpoint_sha256: str = ""
     converter: dict = field(default_factory=dict)  # tool -> version
     route: str = ""  # the tool that built the file: litert-torch, onnx2tf, torch.onnx, coremltools
+    model_version: str = ""  # `convert --model-version`; empty: the source checkpoint's sha256 names it
 
     @property
     def contract(self) -> ModelContract:
@@ -88,7 +94,7 @@ class ArtifactMetadata:
 # field -> the JSON type it must have; the first five are required
 _FIELD_TYPES = {"model": str, "exit": int, "recipe": str, "target": str, "class_names": list, "input": dict,
                 "preprocess": dict, "outputs": list, "normalization": dict, "source_checkpoint_sha256": str,
-                "converter": dict, "route": str}
+                "converter": dict, "route": str, "model_version": str}
 _REQUIRED = ("model", "exit", "recipe", "target", "class_names")
 _INPUT_TYPES = {"shape": list, "dtype": str, "layout": str, "scale": (int, float, type(None)), "zero_point": (int, type(None))}
 
@@ -169,3 +175,34 @@ def _buffer_bytes(data: bytes, buffer) -> bytes:
     if offset + size > len(data):
         raise ValueError(f"buffer of {size} bytes at {offset} runs past the end of the file")
     return bytes(data[offset : offset + size])
+
+
+def packed_label_names(data: bytes) -> list[str] | None:
+    """The lines of labels.txt in the zip that TFLite Metadata writers append after the flatbuffer;
+    None when there is no such file (or the zip is unreadable)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as packed:
+            info = packed.getinfo(LABEL_FILE)
+            if info.file_size > MAX_LABEL_FILE_BYTES:
+                return None
+            return packed.read(info).decode("utf-8").splitlines()
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError, RuntimeError, NotImplementedError):
+        return None
+
+
+MEDIAPIPE_INPUT_TYPES = ("float32", "uint8")  # the image tensor types MediaPipe's ImageClassifier accepts
+
+
+def app_metadata_line(data: bytes, entries: dict[str, bytes], metadata: ArtifactMetadata) -> str:
+    """What `edgeskin info` says about a .tflite file's standard metadata (converters/tflite_metadata.py)."""
+    class_names = metadata.class_names
+    if STANDARD_NAME not in entries:
+        return "none: MediaPipe's ImageClassifier and the TFLite Task Library refuse this file (convert it again)"
+    labels = packed_label_names(data)
+    if labels is None:
+        return f"TFLite Metadata, but no readable {LABEL_FILE}"
+    verdict = "= the classes" if tuple(labels) == tuple(class_names) else "DIFFERS from the classes: " + ", ".join(labels)
+    line = f"TFLite Metadata (MediaPipe, TFLite Task Library), {LABEL_FILE} {verdict}"
+    if metadata.input.dtype not in MEDIAPIPE_INPUT_TYPES:
+        line += f"; MediaPipe takes {'/'.join(MEDIAPIPE_INPUT_TYPES)} images, not {metadata.input.dtype}: use the LiteRT Interpreter"
+    return line

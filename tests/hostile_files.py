@@ -143,15 +143,17 @@ def truncations(size: int) -> list[int]:
 
 
 def rewrite_tflite_metadata(source: Path, destination: Path, **changes) -> Path:
-    """A copy of a .tflite whose embedded edgeskin metadata has `changes`, written with the format table's
-    embedder (edgeskin.converters.tflite.embed_metadata_file); the graph is untouched."""
-    from edgeskin.runtime.formats import format_for_target, read_artifact_metadata, resolve
+    """A copy of a .tflite whose embedded edgeskin metadata has `changes`, written with the embedder of
+    that entry (edgeskin.converters.tflite.embed_metadata; the file's TFLite Metadata is not rewritten
+    to match, its labels.txt is dropped); the graph is untouched."""
+    from edgeskin.converters.tflite import embed_metadata
+    from edgeskin.runtime.formats import read_artifact_metadata
 
     meta = read_artifact_metadata(source)
     for key in ("input",):
         if key in changes and isinstance(changes[key], dict):
             changes[key] = replace(meta.input, **changes[key])
-    resolve(format_for_target("tflite").embed)(source, replace(meta, **changes), destination)
+    destination.write_bytes(embed_metadata(source.read_bytes(), replace(meta, **changes)))
     return destination
 
 

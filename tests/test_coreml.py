@@ -365,3 +365,23 @@ def test_tracer_is_the_fallback_when_torch_export_fails(sample_pixels, tmp_path,
     written, frontend = convert_coreml(model, 2, model.config.class_names, ["fp32"], sample_pixels[0], tmp_path)
     assert frontend == "torch.jit.trace"
     assert _relative(_checker_logits(written["fp32"], sample_pixels[:2]), _torch_logits(model, sample_pixels[:2], 2)) <= 1e-4
+
+
+def test_model_version_given_replaces_the_checkpoint_digest(converted_coreml, tmp_path):
+    """`convert --model-version 2.1.0` (ConvertRequest.model_version, carried in the edgeskin
+    metadata) becomes the package's versionString; the one-line description stays."""
+    from dataclasses import replace
+
+    import coremltools as ct
+
+    from edgeskin.converters.coreml import embed_coreml_metadata
+    from edgeskin.runtime.formats import read_artifact_metadata
+
+    out, manifest = converted_coreml
+    package = out / next(a["file"] for a in manifest["artifacts"] if a["target"] == "coreml" and a["recipe"] == "fp32")
+    meta = read_artifact_metadata(package)
+    embed_coreml_metadata(package, replace(meta, model_version="2.1.0"), tmp_path / "versioned.mlpackage")
+    spec = ct.models.MLModel(str(tmp_path / "versioned.mlpackage"), skip_model_load=True).get_spec()
+    assert spec.description.metadata.versionString == "2.1.0"
+    assert read_artifact_metadata(tmp_path / "versioned.mlpackage").model_version == "2.1.0"
+    assert _files(tmp_path / "versioned.mlpackage") == _listed(tmp_path / "versioned.mlpackage")

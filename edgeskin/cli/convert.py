@@ -23,6 +23,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--exit", type=int, default=None, help="exit head to export (default: the final head)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: dist/<model>)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--model-version", default=None, help="version the artifacts carry (Core ML versionString, TFLite "
+                   "Metadata; default: the first 12 hex digits of the checkpoint's sha256)")
     p.add_argument("--data", type=Path, default=None, help="real images for the parity verdict (default: $EDGESKIN_DATA, else ../shared/data/isic-public beside a checkout, else the bundled CC0 set)")
     p.add_argument("--split", default="val", help="split for the verdict (default: val)")
     p.add_argument("--calib", type=Path, default=None, help="calibration images for int8 (default: the --data folder when given, else as for --data)")
@@ -63,7 +65,8 @@ def cmd_convert(args) -> int:
 
     conversion = api.convert(loaded, target=args.target, recipes=args.recipes, out=args.out, data=args.data, split=args.split,
                              calib=args.calib, calib_split=args.calib_split, calib_count=args.calib_count, exit=args.exit,
-                             force=args.force, report=Console(), route=args.route)
+                             force=args.force, report=Console(), route=args.route,
+                             model_version=args.model_version)
     print_table(conversion)
     failed = [a for a in conversion.artifacts if a.verdict != "pass"]
     for a in failed:

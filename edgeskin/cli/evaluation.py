@@ -57,14 +57,22 @@ def _artifact_info(path: Path, as_json: bool) -> int:
     from dataclasses import asdict
 
     from edgeskin.runtime.formats import read_artifact_metadata
+    from edgeskin.runtime.metadata import app_metadata_line, read_tflite_metadata
+    from edgeskin.runtime.paths import read_bytes
 
     meta = read_artifact_metadata(path)
+    app = None
+    if meta.target == "tflite":  # the file was read and parsed just above: this cannot fail on it now
+        data = read_bytes(path, "model file")
+        app = app_metadata_line(data, read_tflite_metadata(data, path), meta)
     if as_json:
-        print(json.dumps({"artifact": str(path), **asdict(meta)}, indent=2))
+        print(json.dumps({"artifact": str(path), **asdict(meta), **({"app_metadata": app} if app else {})}, indent=2))
         return 0
     print(f"{path}  ({meta.target} {meta.recipe}, {meta.model} exit {meta.exit})")
     print(f"tensor     {meta.input.layout} {'x'.join(map(str, meta.input.shape))} {meta.input.dtype}")
     print("\n".join(meta.contract.describe()))
+    if app:
+        print(f"app meta   {app}")
     return 0
 
 
