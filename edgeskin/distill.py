@@ -1,8 +1,16 @@
 """SkinDistilViT distillation: a student made of chosen teacher blocks, trained with the paper's loss.
 
-loss = kd * T^2 * KL(softmax(t/T) || softmax(s/T)) + ce * CE(s, y) + mse * MSE(s, t), T = 2,
-kd = 0.5, ce = 1.0, mse = 0.25 (on the final head; extra exit heads of a multi-exit student add
-their own cross-entropy, as in the multi-exit loss).
+As the authors' code computes it (Longman-Stan/SkinDistilVit, distillation/distiller.py):
+loss = kd * T^2 * KL(softmax(t/T) || softmax(s/T)) + ce * CE(s, y) + mse * SSE(s, t) / batch,
+T = 2, kd = 0.5, ce = 1.0, mse = 0.25, where KL is averaged over the batch and SSE sums the squared
+logit differences over batch and classes (so the MSE term is 8x a per-element mean with 8 classes).
+Every head of a multi-exit student gets that loss against the teacher's final logits, so each exit
+is distilled, not only the last.
+
+The UNK logit: the authors' models have 9 outputs (ISIC 2019's columns, UNK last) and their KL and
+MSE run over all 9, though UNK is never a label. edgeskin's models have the 8 real classes only
+(importers drop the UNK row: edgeskin.hf_import), so both terms run over 8 logits; the teacher's
+softmax is taken over those 8, i.e. renormalized without the mass the authors' teacher put on UNK.
 """
 
 from __future__ import annotations
@@ -70,26 +78,31 @@ def student_from_teacher(teacher: SkinViT, blocks: Sequence[int]) -> SkinViT:
     return student
 
 
+def distillation_terms(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
+                       ce_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The three unweighted terms of the paper's loss for one head: kl (T^2 * batch-mean KL), ce, mse (sum / batch)."""
+    t = temperature
+    kl = F.kl_div(F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1), reduction="batchmean") * t * t
+    return {"kl": kl, "ce": F.cross_entropy(student, labels, weight=ce_weights),
+            "mse": F.mse_loss(student, teacher, reduction="sum") / student.shape[0]}
+
+
 def distillation_objective(teacher: SkinViT, weights: DistillWeights, ce_weights: torch.Tensor | None = None) -> Objective:
+    """The paper's loss on every head of the student, each against the teacher's final logits."""
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    t = weights.temperature
 
     def objective(outputs, labels, pixels):
         if next(teacher.parameters()).device != pixels.device:  # follows the student (e.g. cuda:LOCAL_RANK)
             teacher.to(pixels.device)
         with torch.no_grad():
             teacher_logits = teacher(pixels).float()
-        final = max(outputs)
         w = None if ce_weights is None else ce_weights.to(labels.device)
-        student = outputs[final].float()
-        kl = F.kl_div(F.log_softmax(student / t, dim=-1), F.softmax(teacher_logits / t, dim=-1), reduction="batchmean")
-        loss = weights.kd * t * t * kl + weights.ce * F.cross_entropy(student, labels, weight=w)
-        loss = loss + weights.mse * F.mse_loss(student, teacher_logits)
-        for block, logits in outputs.items():
-            if block != final:
-                loss = loss + F.cross_entropy(logits.float(), labels, weight=w)
+        loss = 0.0
+        for logits in outputs.values():
+            terms = distillation_terms(logits.float(), teacher_logits, labels, weights.temperature, w)
+            loss = loss + weights.kd * terms["kl"] + weights.ce * terms["ce"] + weights.mse * terms["mse"]
         return loss
 
     return objective

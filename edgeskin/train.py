@@ -45,6 +45,7 @@ class TrainSettings:
     device: str | None = "cpu"  # None: cuda when available
     max_steps: int | None = None  # stop early (smoke tests, DDP test)
     resume: bool = False
+    clip_grad: float | None = None  # max gradient norm (the authors' Trainer clipped at 1.0)
 
 
 @dataclass
@@ -209,6 +210,8 @@ def fit(model: SkinViT, train: ImageSet, val: ImageSet, objective: Objective, se
                 loss = objective(outputs, target, pixels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if settings.clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
             optimizer.step()
             step += 1
             losses.append(loss.item())

@@ -104,15 +104,17 @@ def distill(options: TrainOptions, teacher: str | Path, blocks: str, weights: Di
 
 def cascade(options: TrainOptions, teacher: str | Path, down_to: int = 1, weights: DistillWeights | None = None,
             report: Report = _quiet) -> Iterator[TrainResult]:
-    """Cascading distillation, one result per depth as it finishes: the model of depth K starts
-    from the first K blocks of the model of depth K+1 and is distilled from it (OUT/depthKK)."""
+    """Cascading distillation, one result per depth as it finishes, as the authors ran it: first a
+    model of the teacher's own depth distilled from the teacher (the paper's best, at 12 blocks),
+    then the model of depth K starts from the first K blocks of the model of depth K+1 and is
+    distilled from it (OUT/depthKK)."""
     _start(options)
     loaded = load_checkpoint(teacher)
     depth = loaded.config.depth
-    if not 1 <= down_to < depth:
-        raise EdgeskinError(f"--down-to {down_to}: must be between 1 and {depth - 1} for a {depth}-block teacher")
+    if not 1 <= down_to <= depth:
+        raise EdgeskinError(f"--down-to {down_to}: must be between 1 and {depth} for a {depth}-block teacher")
     data, weights = _load_data(options, loaded.config, report), weights or DistillWeights()
-    for student_depth in range(depth - 1, down_to - 1, -1):
+    for student_depth in range(depth, down_to - 1, -1):
         result = _distill_step(options, loaded, list(range(student_depth)), weights, data,
                                Path(options.settings.out_dir) / f"depth{student_depth:02d}")
         yield result

@@ -96,8 +96,9 @@ def test_bundled_demo_student_evaluates(bundled_dir):
     assert "skindistilvit-ti6" in done.stdout and "BMA " in done.stdout
 
 
-def test_cascade_distills_each_depth_from_the_previous(tmp_path, bundled_dir):
-    teacher = save_checkpoint(perturbed_model("skindistilvit-ti3"), tmp_path / "t.safetensors")
+def test_cascade_starts_at_the_teachers_depth_and_distills_each_from_the_previous(tmp_path, bundled_dir):
+    """As the authors ran it: the teacher's own depth first (the paper's best model, at 12 of 12 blocks)."""
+    teacher = save_checkpoint(perturbed_model("skindistilvit-ti2"), tmp_path / "t.safetensors")
     done = run_cli("cascade", "--teacher", teacher, "--down-to", "1", "--data", bundled_dir, "--train-split", "val",
                    "--val-split", "val", "--epochs", "1", "--max-steps", "1", "--batch-size", "8", "--out", tmp_path / "c")
     assert done.returncode == 0, done.stderr
@@ -106,6 +107,7 @@ def test_cascade_distills_each_depth_from_the_previous(tmp_path, bundled_dir):
     d2 = load_checkpoint(tmp_path / "c" / "depth02" / "best.safetensors")
     d1 = load_checkpoint(tmp_path / "c" / "depth01" / "best.safetensors")
     assert (d2.config.depth, d1.config.depth) == (2, 1)
+    assert d2.provenance["teacher_sha256"] == load_checkpoint(teacher).source_sha256  # depth 2 from the 2-block teacher
     assert d1.provenance["teacher_sha256"] == d2.source_sha256  # depth 1 was distilled from depth 2
     assert_one_line_error(run_cli("cascade", "--teacher", teacher, "--down-to", "3", "--out", tmp_path / "x"), "--down-to 3")
 
@@ -159,3 +161,14 @@ def test_a_fifo_as_classes_file_is_refused_unopened(tmp_path):
     fifo = tmp_path / "classes.txt"
     os.mkfifo(fifo)
     assert_one_line_error(run_cli("info", DEMO_STUDENT, "--classes-file", fifo), f"{fifo}: is a named pipe (FIFO), not a file")
+
+
+def test_paper_preset_reaches_the_training_loop_and_flags_override_it(tmp_path, bundled_dir):
+    done = run_cli("train", "--arch", "skindistilvit-ti1", "--preset", "paper", "--lr", "1e-3", "--data", bundled_dir,
+                   "--train-split", "val", "--val-split", "val", "--max-steps", "1", "--batch-size", "8", "--out", tmp_path / "p")
+    assert done.returncode == 0, done.stderr
+    from edgeskin.model_loading import load_checkpoint
+
+    settings = load_checkpoint(tmp_path / "p" / "best.safetensors").provenance["settings"]
+    assert (settings["weight_decay"], settings["warmup_epochs"], settings["clip_grad"], settings["epochs"]) == (0.0, 0.0, 1.0, 60)
+    assert settings["lr"] == 1e-3  # given on the command line: the preset does not replace it

@@ -102,24 +102,88 @@ def test_kd_loss_matches_the_paper_formula():
     p_t = F.softmax(teacher_logits / t, -1)
     kl = (p_t * (p_t.log() - F.log_softmax(student_logits / t, -1))).sum(-1).mean()
     ce = -F.log_softmax(student_logits, -1)[[0, 1], labels].mean()
-    mse = ((student_logits - teacher_logits) ** 2).mean()
+    mse = ((student_logits - teacher_logits) ** 2).sum() / 2  # the authors' MSELoss(reduction="sum") / batch
     expected = 0.5 * t * t * kl + 1.0 * ce + 0.25 * mse
     assert math.isclose(loss.item(), expected.item(), rel_tol=1e-6)
 
 
-def test_distill_from_python_with_typed_options(tmp_path, bundled_dir):
-    """edgeskin.training_setup is what `edgeskin distill` runs; it takes options, not parsed flags."""
-    from edgeskin.checkpoint import save_checkpoint
-    from edgeskin.training_setup import TrainOptions, distill
+TEACHER = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3]])
+STUDENT = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, -0.5]])
+LABELS = torch.tensor([0, 1])
 
-    teacher = save_checkpoint(perturbed_model("skindistilvit-ti2"), tmp_path / "teacher.safetensors")
-    settings = TrainSettings(out_dir=tmp_path / "student", epochs=1, batch_size=8, max_steps=1)
-    options = TrainOptions(settings, data=bundled_dir, train_split="val", val_split="val", balanced=True, threads=1,
-                           command="from a test")
-    messages = []
-    result = distill(options, teacher, "last1", DistillWeights(temperature=3.0), report=messages.append)
-    assert result.arch == "skindistilvit-ti1" and result.best_path.parent == tmp_path / "student"
-    assert any(m.startswith("training: ") for m in messages)
-    provenance = load_checkpoint(result.best_path).provenance
-    assert provenance["teacher_blocks"] == [1] and provenance["command"] == "from a test"
-    assert provenance["distill_weights"]["temperature"] == 3.0 and provenance["settings"]["device"] == "cpu"
+
+def test_each_term_of_the_loss_by_hand():
+    """Each term alone against arithmetic written out for these 2x3 logits (T = 2)."""
+    from edgeskin.distill import distillation_terms
+
+    terms = distillation_terms(STUDENT, TEACHER, LABELS, 2.0)
+    # mse: squared differences 1, 0.25, 1 and 0.01, 0.25, 0.64 -> sum 3.15, over a batch of 2
+    assert math.isclose(terms["mse"].item(), 3.15 / 2, rel_tol=1e-6)
+    # ce: -log softmax([1, 1, 0])[0] and -log softmax([0, 2, -0.5])[1]
+    ce = (-math.log(math.e / (2 * math.e + 1)) - math.log(math.e ** 2 / (1 + math.e ** 2 + math.e ** -0.5))) / 2
+    assert math.isclose(terms["ce"].item(), ce, rel_tol=1e-6)
+    # kl: T^2 * mean over the batch of sum p_t * (log p_t - log p_s), at T = 2
+    kl = 0.0
+    for s_row, t_row in zip(STUDENT.tolist(), TEACHER.tolist(), strict=True):
+        p_t = [math.exp(v / 2) / sum(math.exp(u / 2) for u in t_row) for v in t_row]
+        p_s = [math.exp(v / 2) / sum(math.exp(u / 2) for u in s_row) for v in s_row]
+        kl += sum(a * (math.log(a) - math.log(b)) for a, b in zip(p_t, p_s, strict=True))
+    assert math.isclose(terms["kl"].item(), 4 * kl / 2, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("kd, ce, mse", [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0.5, 1.0, 0.25)])
+def test_weights_scale_their_own_term_only(kd, ce, mse):
+    from edgeskin.distill import distillation_terms
+
+    terms = distillation_terms(STUDENT, TEACHER, LABELS, 2.0)
+    objective = distillation_objective(FixedTeacher(TEACHER), DistillWeights(2.0, kd, ce, mse))
+    loss = objective({3: STUDENT}, LABELS, torch.zeros(2, 3, 4, 4))
+    assert math.isclose(loss.item(), (kd * terms["kl"] + ce * terms["ce"] + mse * terms["mse"]).item(), rel_tol=1e-6)
+
+
+def test_every_exit_is_distilled_from_the_teachers_final_logits():
+    from edgeskin.distill import distillation_terms
+
+    early = torch.tensor([[0.2, 0.1, 0.0], [0.0, 0.3, 0.1]])
+    objective = distillation_objective(FixedTeacher(TEACHER), DistillWeights())
+    loss = objective({1: early, 3: STUDENT}, LABELS, torch.zeros(2, 3, 4, 4))
+
+    def one(logits):
+        terms = distillation_terms(logits, TEACHER, LABELS, 2.0)
+        return 0.5 * terms["kl"] + 1.0 * terms["ce"] + 0.25 * terms["mse"]
+
+    assert math.isclose(loss.item(), (one(early) + one(STUDENT)).item(), rel_tol=1e-6)
+
+
+def test_paper_preset_fills_what_was_not_given_and_flags_win():
+    from edgeskin.presets import apply_preset
+
+    given = {"lr": None, "batch_size": None, "weight_decay": None, "warmup_epochs": None, "clip_grad": None,
+             "drop_path": None, "class_weights": None, "epochs": None}
+    paper = apply_preset(given, "paper", "distill")
+    assert paper == {"lr": 2e-4, "batch_size": 64, "weight_decay": 0.0, "warmup_epochs": 0.0, "clip_grad": 1.0,
+                     "drop_path": 0.0, "class_weights": "none", "epochs": 20}
+    assert apply_preset(given, "paper", "train")["epochs"] == 60
+    assert apply_preset({**given, "lr": 1e-3, "epochs": 5}, "paper", "train") | {} == {**paper, "lr": 1e-3, "epochs": 5}
+    own = apply_preset(given, "edgeskin", "train")
+    assert (own["weight_decay"], own["warmup_epochs"], own["clip_grad"], own["drop_path"]) == (0.05, 1.0, None, 0.1)
+
+
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_clipping_bounds_the_gradient_norm(tmp_path, clip):
+    """--clip-grad (the paper preset's 1.0) reaches the optimizer step: the gradients the step used
+    (left on the parameters after it) have a total norm of at most 1.0, and far more without it."""
+    from edgeskin.train import ImageSet, TrainSettings, fit
+
+    rng = np.random.default_rng(0)
+    images = ImageSet(rng.integers(0, 256, (8, 224, 224, 3), dtype=np.uint8), np.arange(8) % 8)
+    model = perturbed_model("skindistilvit-ti1")
+
+    def huge(outputs, labels, pixels):
+        return 1e4 * sum(v.float().pow(2).sum() for v in outputs.values())
+
+    settings = TrainSettings(out_dir=tmp_path, epochs=1, batch_size=8, lr=1e-3, weight_decay=0.0, warmup_epochs=0.0,
+                             max_steps=1, clip_grad=clip)
+    fit(model, images, images, huge, settings, {})
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])).item()
+    assert norm <= 1.0 + 1e-4 if clip else norm > 100.0
