@@ -36,7 +36,7 @@ from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.formats import Format, format_for_target, resolve
 from edgeskin.runtime.integrity import artifact_digest  # the digest the runtime checks files against
 from edgeskin.runtime.metadata import OUTPUT_ROLES, ArtifactMetadata, InputContract
-from edgeskin.runtime.predictor import QUANTIZED_DTYPES, dequantize, model_input
+from edgeskin.runtime.predictions import QUANTIZED_DTYPES, dequantize, model_input
 from edgeskin.runtime.predictor import load as load_artifact
 from edgeskin.verification import ArtifactCheck, VerificationImages, check_artifact, verification_images
 
@@ -57,6 +57,7 @@ class ConvertRequest:
     calib_count: int = DEFAULT_COUNT
     route: str = DEFAULT_ROUTE  # TFLite: "litert" (litert-torch + ai-edge-quantizer) or "onnx2tf"
     model_version: str = ""  # the artifacts' version (Core ML versionString, TFLite Metadata); "": the checkpoint's sha256
+    exits: tuple[int, ...] = ()  # anytime files (--exits): the exits their stages end at; (): one exit per file
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Converted:
     route: str  # the tool that built it: litert-torch, onnx2tf, torch.onnx, coremltools
     notes: tuple[str, ...] = ()
     versions: dict = field(default_factory=dict)  # libraries of another environment (the onnx2tf route's)
+    stages: tuple[int, ...] = ()  # an anytime file's stage exits (converters/anytime.py)
 
 
 def resolve_sources(request: ConvertRequest) -> ImageSources:
@@ -107,7 +109,8 @@ def _metadata(request: ConvertRequest, fmt: Format, exit: int, converted: Conver
                             class_names=config.class_names, input=contract, preprocess=config.preprocess.to_dict(),
                             normalization={"mean": list(config.mean), "std": list(config.std), "applied": "inside the graph"},
                             outputs=OUTPUT_ROLES, source_checkpoint_sha256=request.loaded.source_sha256,
-                            converter={**versions, **converted.versions}, model_version=request.model_version)
+                            converter={**versions, **converted.versions}, model_version=request.model_version,
+                            stages=converted.stages)
 
 
 def _identify_outputs(backend, reference_logits: np.ndarray, probe: np.ndarray) -> list[str]:
@@ -137,6 +140,8 @@ def _finish(request: ConvertRequest, fmt: Format, exit: int, converted: Converte
             versions: dict) -> tuple[ArtifactCheck, ManifestEntry]:
     """Label a converted model, embed its metadata, check it on the verdict images; a failing
     artifact goes to failed/."""
+    if converted.stages:
+        return _finish_anytime(request, fmt, exit, converted, staging, images, versions)
     probe = converted.probe
     backend = fmt.open_backend(probe, None, True)
     contract = _input_contract(backend.inputs[0], fmt.layout)
@@ -151,16 +156,51 @@ def _finish(request: ConvertRequest, fmt: Format, exit: int, converted: Converte
     name = artifact_name(request.loaded.config.arch, exit, converted.recipe.name, fmt.suffix)
     resolve(fmt.embed)(probe, meta, staging / name)
     check = check_artifact(load_artifact(staging / name, coreml_checker=True), images)
+    return _ship(fmt, exit, converted, staging, name, check, meta)
+
+
+def _finish_anytime(request: ConvertRequest, fmt: Format, exit: int, converted: Converted, staging: Path,
+                    images: VerificationImages, versions: dict) -> tuple[ArtifactCheck, ManifestEntry]:
+    """An anytime file: the edgeskin entry (no TFLite Metadata: MediaPipe cannot run stages), every
+    exit checked, then the exit policy chosen on the verdict images and stored beside it."""
+    from edgeskin.anytime_policy import DEFAULT_BUDGET, choose_policy
+    from edgeskin.converters.tflite import embed_metadata
+    from edgeskin.runtime.backends import TFLiteBackend
+    from edgeskin.verification import check_anytime
+
+    pixels = TFLiteBackend(converted.probe).signatures()[f"exit_{converted.stages[0]}"]["inputs"]["pixels"]
+    meta = _metadata(request, fmt, exit, converted, _input_contract(pixels, fmt.layout), versions)
+    name = anytime_name(request.loaded.config.arch, converted.stages, converted.recipe.name)
+    (staging / name).write_bytes(embed_metadata(converted.probe.read_bytes(), meta))
+    check, probabilities = check_anytime(load_artifact(staging / name, verify=False), images)
+    policy, outcome, full = choose_policy(probabilities, images.labels, images.class_names, DEFAULT_BUDGET)
+    anytime = {"measure": policy.measure, "thresholds": {str(k): v for k, v in policy.thresholds.items()},
+               "chosen_on": images.source, "budget": f"BMA loss <= {DEFAULT_BUDGET * 100:g} point against the full depth",
+               "on_those_images": {"bma": outcome.bma, "full_depth_bma": full.bma, "mean_blocks": outcome.blocks,
+                                   "exits": outcome.histogram(converted.stages)}}
+    meta = replace(meta, anytime=anytime)
+    (staging / name).write_bytes(embed_metadata(converted.probe.read_bytes(), meta))
+    return _ship(fmt, exit, converted, staging, name, replace(check, metadata=meta), meta)
+
+
+def anytime_name(model: str, stages: tuple[int, ...], recipe: str) -> str:
+    return f"{model}-anytime-e{'-'.join(map(str, stages))}-{recipe}.tflite"
+
+
+def _ship(fmt: Format, exit: int, converted: Converted, staging: Path, name: str, check: ArtifactCheck,
+          meta: ArtifactMetadata) -> tuple[ArtifactCheck, ManifestEntry]:
+    """A failing artifact to failed/; the manifest entry of the file as it now is."""
     if not check.passed:
         (staging / "failed").mkdir(exist_ok=True)
         (staging / name).rename(staging / "failed" / name)
         name = f"failed/{name}"
     size, digest = artifact_digest(staging / name)
     entry = ManifestEntry(name, fmt.target, converted.recipe.name, converted.recipe.description, check.verdict,
-                          list(check.parity.failures), size, digest, round(converted.seconds, 2), exit, list(meta.class_names),
+                          check.failures, size, digest, round(converted.seconds, 2), exit, list(meta.class_names),
                           meta.input.__dict__, list(meta.outputs), check.parity.to_dict(),
                           MINIMUM_DEPLOYMENT_TARGET if fmt.target == "coreml" else None, list(converted.notes),
-                          route=converted.route)
+                          route=converted.route, stages=list(converted.stages),
+                          exit_parity={str(k): p.to_dict() for k, p in check.exit_parity.items() if k != exit})
     return replace(check, path=Path(name)), entry
 
 
@@ -229,8 +269,30 @@ def _convert_coreml(request, exit, staging, images, calibration, report) -> list
     return [Converted(recipe, packages[recipe.name], seconds, "coremltools", (f"captured with {frontend}",)) for recipe in recipes]
 
 
+def _convert_anytime(request, exit, staging, images, calibration, report) -> list[Converted]:
+    """Anytime files (--exits): the stages as signatures of one .tflite per recipe (converters/anytime.py)."""
+    from edgeskin.converters import anytime
+    from edgeskin.runtime.stages import stage_plan
+
+    plan = stage_plan(request.loaded.config.exit_blocks, request.exits)
+    log = staging / ".work" / "litert.log"
+    began = time.perf_counter()
+    with stage(report, f"litert-torch: converting {len(plan)} stages (float32)"):
+        fp32 = anytime.export_stages(request.loaded.model, plan, images.pixels[0], log)
+    float_seconds = time.perf_counter() - began
+    converted = []
+    for recipe in request.recipes["tflite"]:
+        began = time.perf_counter()
+        with stage(report, f"{recipe.name}: {'as converted' if recipe.name == 'fp32' else 'ai-edge-quantizer'}"):
+            raw = anytime.build(fp32, recipe.name, report, log)
+        seconds = float_seconds + (time.perf_counter() - began if recipe.name != "fp32" else 0.0)
+        converted.append(Converted(recipe, _probe(staging, recipe, ".tflite", raw), seconds, ROUTE_LABELS["litert"],
+                                   stages=tuple(s.exit for s in plan)))
+    return converted
+
+
 # (target, TFLite route) -> its converter
-CONVERTERS = {("tflite", "litert"): _convert_tflite, ("tflite", "onnx2tf"): _convert_tflite_onnx2tf,
+CONVERTERS = {("tflite", "litert"): _convert_tflite, ("tflite", "onnx2tf"): _convert_tflite_onnx2tf, ("tflite", "anytime"): _convert_anytime,
               ("onnx", None): _convert_onnx, ("coreml", None): _convert_coreml}
 
 
@@ -246,13 +308,15 @@ def convert(request: ConvertRequest, report=print) -> tuple[Path, Manifest, list
         (staging / ".work").mkdir()
         calibration = _calibration(request, sources.calibration, report)  # its checks first: fail before the verdict work
         note = "--data not given; --calib is used for calibration only" if request.calib_data is not None and request.verdict_data is None else ""
-        images = verification_images(sources.verdict, request.verdict_split, request.loaded, [exit], "verdict", report, note)
+        checked = list(request.exits) + [exit] if request.exits else [exit]
+        images = verification_images(sources.verdict, request.verdict_split, request.loaded, checked, "verdict", report, note)
         versions = library_versions()
         report(f"converting {config.arch} exit {exit} ({request.loaded.source}) -> {request.out}")
         checks, entries = [], []
         for target, recipes in request.recipes.items():
             fmt = format_for_target(target)
-            converter = CONVERTERS[(target, request.route if target == "tflite" else None)]
+            route = ("anytime" if request.exits else request.route) if target == "tflite" else None
+            converter = CONVERTERS[(target, route)]
             for converted in converter(request, exit, staging, images, calibration, report) if recipes else []:
                 check, entry = _finish(request, fmt, exit, converted, staging, images, versions)
                 checks.append(check)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeskin.runtime.errors import EdgeskinError
+
 Report = Callable[[str], None]
 
 
@@ -78,7 +80,7 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
             data: str | os.PathLike | None = None, split: str = "val", calib: str | os.PathLike | None = None,
             calib_split: str = "train", calib_count: int = 100, exit: int | None = None, force: bool = False,
             report: Report | None = None, input_size: int | None = None, route: str = "litert",
-            model_version: str | None = None) -> Conversion:
+            model_version: str | None = None, exits: str | Sequence[int] | None = None) -> Conversion:
     """Convert `model` (see load_model) to verified artifacts in `out` (default dist/<model>).
 
     Every artifact is checked against the PyTorch model on real images (`data`, split `split`;
@@ -88,6 +90,8 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
     (litert-torch + ai-edge-quantizer) or "onnx2tf" (its own environment: `make install-onnx2tf`).
     model_version: the version the artifacts carry (Core ML versionString, TFLite Metadata); default:
     the first 12 hex digits of the source checkpoint's sha256.
+    exits: "all" or exit blocks (e.g. [2, 4, 6]): anytime files instead, one .tflite per recipe with
+    a stage per exit, so the runtime can stop early (runtime/anytime.py); TFLite, litert route only.
     """
     from edgeskin.converters.artifacts import check_output_folder
     from edgeskin.converters.descriptions import check_model_version
@@ -95,13 +99,20 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
     from edgeskin.converters.pipeline import convert as run_conversion
     from edgeskin.converters.recipes import recipes_for
 
+    if exits is not None:  # anytime files: TFLite of the litert route, the recipes they can be built with
+        from edgeskin.converters.anytime import ANYTIME_RECIPES
+
+        if target != "tflite" or route != "litert":
+            raise EdgeskinError("--exits: anytime files are TFLite files of the litert route (--target tflite)")
+        recipes = list(ANYTIME_RECIPES) if recipes is None else recipes
     chosen = recipes_for(target, ",".join(recipes) if isinstance(recipes, (list, tuple)) else recipes, route)
     version = check_model_version(model_version) if model_version is not None else ""
     loaded = load_model(model, classes=classes, mean=mean, std=std, crop_border=crop_border, input_size=input_size)
+    stage_exits = _anytime_exits(exits, loaded, chosen, route) if exits is not None else ()
     out = Path(out) if out is not None else Path("dist") / loaded.config.arch
     request = ConvertRequest(loaded=loaded, recipes=chosen, out=out, exit=exit, force=force, verdict_data=data,
                              verdict_split=split, calib_data=calib, calib_split=calib_split, calib_count=calib_count,
-                             route=route, model_version=version)
+                             route=route, model_version=version, exits=stage_exits)
     resolve_sources(request)
     if route == "onnx2tf" and "tflite" in chosen:
         from edgeskin.converters.onnx2tf_route import onnx2tf_python
@@ -114,6 +125,20 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
     check_output_folder(out, force)
     folder, manifest, checks = run_conversion(request, report or (lambda message: None))
     return Conversion(folder, manifest, tuple(checks), loaded)
+
+
+def _anytime_exits(exits, loaded, chosen: dict, route: str) -> tuple[int, ...]:
+    """--exits checked before any work: a multi-exit model, TFLite on the litert route, the recipes anytime files support."""
+    from edgeskin.converters.anytime import check_recipes
+    from edgeskin.runtime.stages import parse_exits, stage_plan
+
+    config = loaded.config
+    if len(config.exit_blocks) < 2:
+        raise EdgeskinError(f"--exits: {config.arch} has one exit (after block {config.depth}); anytime files need a "
+                            "multi-exit model (e.g. edgeskin distill --every-exit)")
+    check_recipes([r.name for r in chosen["tflite"]])
+    picked = parse_exits(exits, config.exit_blocks) if isinstance(exits, str) else sorted(set(exits))
+    return tuple(s.exit for s in stage_plan(config.exit_blocks, picked))
 
 
 def verify(artifacts, *, reference=None, data: str | os.PathLike | None = None, split: str = "test",

@@ -60,9 +60,11 @@ def parse_blocks(spec: str, teacher_depth: int) -> list[int]:
     return blocks
 
 
-def student_from_teacher(teacher: SkinViT, blocks: Sequence[int]) -> SkinViT:
-    """Student of len(blocks) blocks: embeddings, final norm and head copied, blocks taken in order."""
+def student_from_teacher(teacher: SkinViT, blocks: Sequence[int], every_exit: bool = False) -> SkinViT:
+    """Student of len(blocks) blocks: embeddings, final norm and head copied, blocks taken in order;
+    every_exit adds an exit head after each of its blocks (new heads start from random weights)."""
     config = teacher.config.with_depth(len(blocks))
+    config = config.with_every_exit() if every_exit else config
     student = build_model(config)
     tv, sv = teacher.vit, student.vit
     for name in ("patch_embed", "norm", "head"):

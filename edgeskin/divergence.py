@@ -18,7 +18,8 @@ import numpy as np
 
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.formats import format_of, resolve
-from edgeskin.runtime.predictor import Predictor, model_input
+from edgeskin.runtime.predictions import model_input
+from edgeskin.runtime.predictor import Predictor
 
 JUMP_FACTOR = 5.0  # error must grow at least this much from the stage before
 SIGNIFICANT = 1e-3  # ... and reach this relative error (fp32 round-off is ~1e-6)

@@ -75,6 +75,8 @@ class ManifestEntry:
     notes: list[str] = field(default_factory=list)
     checks: list[CheckRecord] = field(default_factory=list)
     route: str | None = None  # the tool that built it (litert-torch, onnx2tf, torch.onnx, coremltools)
+    stages: list[int] = field(default_factory=list)  # an anytime file's stage exits (its `parity` is the last exit's)
+    exit_parity: dict[str, dict] = field(default_factory=dict)  # an anytime file: each earlier exit's parity numbers
 
 
 @dataclass
@@ -92,7 +94,7 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         for entry in data["artifacts"]:  # keys a format does not use stay out of the file
-            for key in ("minimum_deployment_target", "notes", "checks"):
+            for key in ("minimum_deployment_target", "notes", "checks", "stages", "exit_parity"):
                 if not entry[key]:
                     del entry[key]
         return json.dumps({"edgeskin_manifest": data.pop("edgeskin_manifest"), **data}, indent=2) + "\n"

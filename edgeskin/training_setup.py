@@ -84,9 +84,9 @@ def train(options: TrainOptions, arch: str, init: str | Path | None = None, drop
 
 
 def _distill_step(options: TrainOptions, teacher: LoadedModel, blocks: list[int], weights: DistillWeights, data: _Data,
-                  out_dir: Path) -> TrainResult:
+                  out_dir: Path, every_exit: bool = False) -> TrainResult:
     """One distillation: a student of the chosen teacher blocks, trained with the paper's loss."""
-    student = student_from_teacher(teacher.model, blocks)
+    student = student_from_teacher(teacher.model, blocks, every_exit)
     objective = distillation_objective(teacher.model, weights, _ce_weights(options, data.train.labels, student.config.num_classes))
     provenance = _provenance(options, data, arch=student.config.arch, teacher_sha256=teacher.source_sha256,
                              teacher_blocks=blocks, distill_weights=weights.__dict__)
@@ -94,12 +94,14 @@ def _distill_step(options: TrainOptions, teacher: LoadedModel, blocks: list[int]
 
 
 def distill(options: TrainOptions, teacher: str | Path, blocks: str, weights: DistillWeights | None = None,
-            report: Report = _quiet) -> TrainResult:
-    """A student of the teacher's `blocks` (first6, last6, even6 or 0,1,2,...) distilled from it."""
+            report: Report = _quiet, every_exit: bool = False) -> TrainResult:
+    """A student of the teacher's `blocks` (first6, last6, even6 or 0,1,2,...) distilled from it;
+    every_exit: with an exit head after each of its blocks, each distilled (anytime inference)."""
     _start(options)
     loaded = load_checkpoint(teacher)
     chosen = parse_blocks(blocks, loaded.config.depth)
-    return _distill_step(options, loaded, chosen, weights or DistillWeights(), _load_data(options, loaded.config, report), options.settings.out_dir)
+    return _distill_step(options, loaded, chosen, weights or DistillWeights(), _load_data(options, loaded.config, report),
+                         options.settings.out_dir, every_exit)
 
 
 def cascade(options: TrainOptions, teacher: str | Path, down_to: int = 1, weights: DistillWeights | None = None,

@@ -8,7 +8,7 @@ both produce the same result type, ArtifactCheck.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,7 @@ class ArtifactCheck:
     manifest: Path | None = None  # the manifest that lists the artifact
     divergence: object | None = None  # edgeskin.divergence.Divergence, when analysed
     latency: object | None = None  # edgeskin.benchmark.LatencyResult, when timed
+    exit_parity: dict[int, ParityResult] = field(default_factory=dict)  # anytime files: every exit (the last is `parity`)
 
     @property
     def recipe(self) -> str:
@@ -81,11 +82,17 @@ class ArtifactCheck:
 
     @property
     def passed(self) -> bool:
-        return self.parity.passed
+        return self.parity.passed and all(p.passed for p in self.exit_parity.values())
+
+    @property
+    def failures(self) -> list[str]:
+        """The final exit's failures, then each earlier exit's, named."""
+        early = [f"exit {k}: {failure}" for k, p in self.exit_parity.items() if k != self.exit for failure in p.failures]
+        return [*self.parity.failures, *early]
 
     @property
     def verdict(self) -> str:
-        return "pass" if self.parity.passed else "fail"
+        return "pass" if self.passed else "fail"
 
     @property
     def bytes(self) -> int:
@@ -94,7 +101,7 @@ class ArtifactCheck:
     def record(self, kind: str, images: VerificationImages, reference: str) -> CheckRecord:
         """This check as the manifest keeps it."""
         p = self.parity
-        return CheckRecord(kind, now(), images.source, p.n_images, reference, self.verdict, list(p.failures), p.agreement,
+        return CheckRecord(kind, now(), images.source, p.n_images, reference, self.verdict, self.failures, p.agreement,
                            p.cosine_mean, p.bma_loss)
 
 
@@ -111,3 +118,16 @@ def check_artifact(predictor: Predictor, images: VerificationImages, manifest: P
     parity = compare(images.reference[meta.exit], np.stack(rows), images.labels, images.class_names, images.image_ids,
                      RECIPES[meta.recipe].gate)
     return ArtifactCheck(predictor.path, meta, parity, predictor.runtime, manifest)
+
+
+def check_anytime(predictor, images: VerificationImages, manifest: Path | None = None) -> tuple[ArtifactCheck, dict[int, np.ndarray]]:
+    """An anytime artifact judged exit by exit (each against the reference's same exit, by the
+    recipe's gate); also returns each exit's probabilities on the images (the exit policy is chosen on them)."""
+    meta = predictor.metadata
+    runs = [predictor.run_all(p) for p in images.pixels]
+    gate = RECIPES[meta.recipe].gate
+    exit_parity = {k: compare(images.reference[k], np.stack([r[k]["logits"] for r in runs]), images.labels, images.class_names,
+                              images.image_ids, gate) for k in meta.stages}
+    probabilities = {k: np.stack([r[k]["probabilities"] for r in runs]) for k in meta.stages}
+    check = ArtifactCheck(predictor.path, meta, exit_parity[meta.exit], predictor.runtime, manifest, exit_parity=exit_parity)
+    return check, probabilities

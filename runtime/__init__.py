@@ -10,7 +10,8 @@ only when a model is loaded: this package is what ships to a phone-side test rig
 from .errors import EdgeskinError
 from .formats import read_artifact_metadata
 from .metadata import ArtifactMetadata
-from .predictor import Prediction, Predictor, load
+from .predictions import Prediction
+from .predictor import Predictor, load
 from .preprocess import PreprocessConfig, decode_image, preprocess
 
 __all__ = [

@@ -100,6 +100,7 @@ class TFLiteBackend:
         # this, set_tensor fails while another thread's invoke runs: "There is at least 1 reference
         # to internal data")
         self._lock = threading.Lock()
+        self._runners: dict = {}  # signature key -> its runner, made on first use
 
     @staticmethod
     def _spec(detail: dict) -> TensorSpec:
@@ -112,6 +113,22 @@ class TFLiteBackend:
             self.interpreter.set_tensor(details["index"], array)
             self.interpreter.invoke()
             return [self.interpreter.get_tensor(d["index"]).copy() for d in self.interpreter.get_output_details()]
+
+    def signatures(self) -> dict[str, dict[str, dict[str, TensorSpec]]]:
+        """signature key -> {"inputs": name -> spec, "outputs": name -> spec} (an anytime file has one per stage)."""
+        found = {}
+        for key in self.interpreter.get_signature_list():
+            runner = self.interpreter.get_signature_runner(key)
+            found[key] = {side: {name: self._spec(detail) for name, detail in details.items()}
+                          for side, details in (("inputs", runner.get_input_details()), ("outputs", runner.get_output_details()))}
+        return found
+
+    def run_signature(self, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One signature (a stage of an anytime file) on named inputs -> named outputs (copies)."""
+        with self._lock:
+            if key not in self._runners:
+                self._runners[key] = self.interpreter.get_signature_runner(key)
+            return {name: value.copy() for name, value in self._runners[key](**inputs).items()}
 
 
 class OnnxBackend:

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .errors import EdgeskinError
-from .predictor import Prediction, Predictor
+from .predictions import Prediction
+from .predictor import Predictor
 from .preprocess import ImageSource, PreprocessConfig, preprocess
 from .reporting import median
 
@@ -38,8 +39,9 @@ class Classified:
 
 
 def classify(predictor: Predictor, sources: Iterable[tuple[str, ImageSource | EdgeskinError]], top_k: int = 3,
-             config: PreprocessConfig | None = None) -> Iterator[Classified]:
-    """Classify each (name, image) in turn; `config` overrides the artifact's preprocessing."""
+             config: PreprocessConfig | None = None, policy=None) -> Iterator[Classified]:
+    """Classify each (name, image) in turn; `config` overrides the artifact's preprocessing; an
+    anytime artifact stops where `policy` (runtime/anytime.ExitPolicy) says."""
     config = config or predictor.preprocess_config
     for name, source in sources:
         if isinstance(source, EdgeskinError):  # found unreadable while expanding a folder
@@ -49,7 +51,7 @@ def classify(predictor: Predictor, sources: Iterable[tuple[str, ImageSource | Ed
         try:
             pixels = preprocess(source, config)
             begin = time.perf_counter()
-            prediction = predictor.predict_pixels(pixels, top_k)
+            prediction = predictor.predict_pixels(pixels, top_k, policy) if policy else predictor.predict_pixels(pixels, top_k)
         except EdgeskinError as exc:
             yield Classified(name, exc)
             continue
@@ -69,6 +71,7 @@ class Tally:
     skipped: str = ""  # Inputs.skipped_note(): what folders held that was not classified
     infer_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
+    exits: list[int] = field(default_factory=list)  # anytime runs: the exit that answered each image
 
     def add(self, item: Classified) -> None:
         self.count += 1
@@ -77,6 +80,15 @@ class Tally:
         else:
             self.infer_ms.append(item.infer_ms)
             self.total_ms.append(item.total_ms)
+            if getattr(item.result, "exit", None):
+                self.exits.append(item.result.exit)
+
+    @property
+    def mean_infer_ms(self) -> float | None:
+        return sum(self.infer_ms) / len(self.infer_ms) if self.infer_ms else None
+
+    def exit_histogram(self) -> dict[int, int]:
+        return {k: self.exits.count(k) for k in sorted(set(self.exits))}
 
     @property
     def p50_infer_ms(self) -> float | None:
@@ -88,12 +100,19 @@ class Tally:
 
     def counts(self) -> dict:
         """The summary's counts, as `--json` prints them."""
-        return {"images": self.count, "classified": self.count - self.failures, "failures": self.failures,
-                "skipped": self.skipped}
+        counts = {"images": self.count, "classified": self.count - self.failures, "failures": self.failures,
+                  "skipped": self.skipped}
+        if self.exits:
+            counts["exits"] = {str(k): n for k, n in self.exit_histogram().items()}
+        return counts
 
     def summary_line(self) -> str:
         """'4 images, 2 failures, p50 latency 9.1 ms (12.0 ms with decode and resize)[; skipped ...]'."""
         p50 = "n/a" if self.p50_infer_ms is None else f"{self.p50_infer_ms:.1f} ms"
         with_decode = "" if self.p50_total_ms is None else f" ({self.p50_total_ms:.1f} ms with decode and resize)"
         skipped = f"; {self.skipped}" if self.skipped else ""
-        return f"{self.count} images, {self.failures} failures, p50 latency {p50}{with_decode}{skipped}"
+        anytime = ""
+        if self.exits:
+            histogram = ", ".join(f"exit {k}: {n}" for k, n in self.exit_histogram().items())
+            anytime = f"; mean latency {self.mean_infer_ms:.1f} ms; answered at {histogram}"
+        return f"{self.count} images, {self.failures} failures, p50 latency {p50}{with_decode}{anytime}{skipped}"

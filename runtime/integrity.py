@@ -145,6 +145,10 @@ def verify(path: Path, checker: bool = False) -> str:
     return "probe"
 
 
+def _blank(spec) -> np.ndarray:
+    return np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in spec.shape], dtype=spec.dtype)
+
+
 def _child(argv: list[str]) -> int:
     """Load the model and run it once on a blank input; a crash kills only this process."""
     from .formats import format_of
@@ -152,8 +156,12 @@ def _child(argv: list[str]) -> int:
     path, checker = Path(argv[0]), "--checker" in argv[1:]
     try:
         backend = format_of(path).open_backend(path, 1, checker)
-        spec = backend.inputs[0]
-        backend.run(np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in spec.shape], dtype=spec.dtype))
+        signatures = backend.signatures() if hasattr(backend, "signatures") else {}
+        if len(signatures) > 1:  # an anytime file: every stage runs once
+            for key, tensors in signatures.items():
+                backend.run_signature(key, {name: _blank(spec) for name, spec in tensors["inputs"].items()})
+        else:
+            backend.run(_blank(backend.inputs[0]))
     except EdgeskinError as exc:
         print(exc, file=sys.stderr)
         return 2

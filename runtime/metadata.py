@@ -61,6 +61,10 @@ class ArtifactMetadata:
     converter: dict = field(default_factory=dict)  # tool -> version
     route: str = ""  # the tool that built the file: litert-torch, onnx2tf, torch.onnx, coremltools
     model_version: str = ""  # `convert --model-version`; empty: the source checkpoint's sha256 names it
+    # anytime files: the exit blocks their stages end at (runtime/stages.py), and the stored exit
+    # policy, e.g. {"measure": "top1", "thresholds": {"2": 0.9, ...}, "chosen_on": ..., "budget": ...}
+    stages: tuple[int, ...] = ()
+    anytime: dict = field(default_factory=dict)
 
     @property
     def contract(self) -> ModelContract:
@@ -79,7 +83,7 @@ class ArtifactMetadata:
             _check_types(data)
             data["input"] = InputContract(**_known_fields(InputContract, {k: tuple(v) if isinstance(v, list) else v
                                                                           for k, v in data.get("input", {}).items()}))
-            for key in ("class_names", "outputs"):
+            for key in ("class_names", "outputs", "stages"):
                 if key in data:
                     data[key] = tuple(data[key])
             metadata = cls(**data)
@@ -94,7 +98,8 @@ class ArtifactMetadata:
 # field -> the JSON type it must have; the first five are required
 _FIELD_TYPES = {"model": str, "exit": int, "recipe": str, "target": str, "class_names": list, "input": dict,
                 "preprocess": dict, "outputs": list, "normalization": dict, "source_checkpoint_sha256": str,
-                "converter": dict, "route": str, "model_version": str}
+                "converter": dict, "route": str, "model_version": str,
+                "stages": list, "anytime": dict}
 _REQUIRED = ("model", "exit", "recipe", "target", "class_names")
 _INPUT_TYPES = {"shape": list, "dtype": str, "layout": str, "scale": (int, float, type(None)), "zero_point": (int, type(None))}
 
@@ -117,6 +122,9 @@ def _check_types(data: dict) -> None:
         raise ValueError("outputs must be strings")
     if data["exit"] < 1:
         raise ValueError(f"exit must be at least 1, got {data['exit']}")
+    stages = data.get("stages", [])
+    if stages and (not all(_is(k, int) and k >= 1 for k in stages) or stages != sorted(set(stages)) or stages[-1] != data["exit"]):
+        raise ValueError(f"stages must be increasing exit blocks ending at the exit ({data['exit']}), got {stages}")
     for name, kind in _INPUT_TYPES.items():
         value = data.get("input", {}).get(name)
         if name in data.get("input", {}) and not _is(value, kind):

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="with --json: every class probability (and logits) at full precision")
     p.add_argument("--strict", action="store_true", help="hidden and non-image files inside folders are failures, not skipped")
     p.add_argument("--crop-border", action="store_true", help="crop the black dermatoscope border first (paper's step)")
+    p.add_argument("--anytime", default=None, metavar="THRESHOLD|auto",
+                   help="anytime files: stop at the first exit whose top probability reaches THRESHOLD (0..1), or at "
+                        "the thresholds stored in the file (auto); each result names its exit")
     p.add_argument("--camera", action="store_true", help="classify frames from the Pi camera (needs picamera2)")
     p.add_argument("--every", type=float, default=None, metavar="SECONDS", help="--camera: a frame every SECONDS until Ctrl-C")
     p.add_argument("--frames", type=int, default=None, help="--camera: stop after this many frames (default 1, or endless with --every)")
@@ -106,7 +109,8 @@ class _Table:
             return
         ranked = "  ".join(f"{n} {p:.3f}" for n, p in result.top_k)
         print(f"{shown:<{self.width}}  {result.label:<6} {result.probability:>6.3f}  {ranked:<{len(result.top_k) * 12}} "
-              f"{item.infer_ms:>9.1f} {item.total_ms:>9.1f}", flush=True)
+              f"{item.infer_ms:>9.1f} {item.total_ms:>9.1f}" + (f"  exit {result.exit}" if getattr(result, "exit", None) else ""),
+              flush=True)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -115,11 +119,28 @@ def _rounded(value: float | None) -> float | None:
 
 def _summary(predictor, tally: Tally) -> dict:
     meta = predictor.metadata
-    return {**tally.counts(), "p50_latency_ms": _rounded(tally.p50_infer_ms), "p50_total_ms": _rounded(tally.p50_total_ms),
+    return {**tally.counts(), "p50_latency_ms": _rounded(tally.p50_infer_ms), "mean_latency_ms": _rounded(tally.mean_infer_ms),
+            "p50_total_ms": _rounded(tally.p50_total_ms),
             "model": str(predictor.path), "recipe": meta.recipe, "runtime": predictor.runtime,
             "threads": predictor.backend.threads,
             "outputs": [{"name": n, "dtype": s.dtype, "scale": s.scale, "zero_point": s.zero_point}
-                        for n, s in zip(meta.outputs, predictor.backend.outputs, strict=True)]}
+                        for n, s in zip(meta.outputs, predictor.output_specs, strict=True)]}
+
+
+def _anytime_policy(predictor, value: str | None):
+    """--anytime THRESHOLD|auto as an ExitPolicy; only an anytime file has exits to stop at."""
+    if value is None:
+        return None
+    if not predictor.metadata.stages:
+        raise EdgeskinError.about(predictor.path, "--anytime needs an anytime file (edgeskin convert --exits all); this one has one exit")
+    from .anytime import ExitPolicy
+
+    if value != "auto":
+        try:
+            value = float(value)
+        except ValueError:
+            raise EdgeskinError(f"--anytime {value}: expected a threshold in 0..1 or auto") from None
+    return ExitPolicy.of(value, predictor.metadata, predictor.path)
 
 
 def run(args) -> int:
@@ -134,6 +155,7 @@ def run(args) -> int:
         if camera is not None:
             camera.close()
         raise
+    policy = _anytime_policy(predictor, args.anytime)
     config = predictor.preprocess_config
     if args.crop_border:
         config = replace(config, crop_border=True)
@@ -151,7 +173,7 @@ def run(args) -> int:
               f"{predictor.runtime}, {predictor.backend.threads} threads")
         table = _Table(width, args.top_k)
     try:
-        for item in classify(predictor, sources, args.top_k, config):
+        for item in classify(predictor, sources, args.top_k, config, policy):
             tally.add(item)
             if table is None:
                 print(json.dumps(result_record(item.name, item.result, item.infer_ms, raw=args.raw)), flush=True)

@@ -7,9 +7,7 @@ outputs are scaled here, so callers always pass images and get probabilities bac
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,36 +18,8 @@ from .errors import EdgeskinTypeError
 from .formats import format_of, read_artifact_metadata
 from .graph_check import check_declared, check_on_probe
 from .metadata import ArtifactMetadata
-from .preprocess import IMAGE_TYPES, ImageSource, check_image_type, preprocess
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    probability: float
-    top_k: tuple[tuple[str, float], ...]
-    probabilities: np.ndarray  # in metadata.class_names order
-    logits: np.ndarray | None = None
-
-
-QUANTIZED_DTYPES = ("int8", "uint8", "int16")  # integer tensors with a scale and zero point (int16: w8a16)
-
-
-def model_input(pixels: np.ndarray, layout: str, spec: TensorSpec) -> np.ndarray:
-    """uint8 HxWx3 pixels -> a model's input tensor: batch of 1, layout, dtype, integer scaling."""
-    x = pixels.astype(np.float32)[None]
-    if layout == "NCHW":
-        x = x.transpose(0, 3, 1, 2)
-    if spec.dtype in QUANTIZED_DTYPES:
-        info = np.iinfo(spec.dtype)
-        x = np.clip(np.round(x / spec.scale + spec.zero_point), info.min, info.max)
-    return x.astype(spec.dtype)
-
-
-def dequantize(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """A model output as a float32 vector (int8 outputs scaled back)."""
-    value = value.astype(np.float32).reshape(-1)
-    return (value - spec.zero_point) * spec.scale if spec.scale else value
+from .predictions import Prediction, dequantize, model_input, preprocessed_batch
+from .preprocess import ImageSource
 
 
 class Predictor:
@@ -71,6 +41,11 @@ class Predictor:
     def runtime(self) -> str:
         return f"{self.backend.runtime} {self.backend.runtime_version}"
 
+    @property
+    def output_specs(self) -> list[TensorSpec]:
+        """The tensors behind metadata.outputs, in that order."""
+        return list(self.backend.outputs)
+
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """Preprocessed uint8 (224,224,3) pixels -> {output name: float32 vector} (dequantized)."""
         raw = self.backend.run(model_input(pixels, self.metadata.input.layout, self.input))
@@ -85,15 +60,7 @@ class Predictor:
         A value that is not an image is an EdgeskinTypeError (also a TypeError); a bad image file is
         an EdgeskinError naming it (for a batch that reports bad files and goes on, see classify.py).
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise EdgeskinTypeError(f"predict: top_k must be a positive integer, got {top_k!r}")
-        single = isinstance(images, IMAGE_TYPES) or isinstance(images, os.PathLike)
-        if not single and not isinstance(images, Iterable):
-            check_image_type(images, "predict")
-        batch = [images] if single else list(images)
-        for index, image in enumerate(batch):
-            check_image_type(image, f"predict: item {index}")
-        return [self.predict_pixels(preprocess(image, self.preprocess_config), top_k) for image in batch]
+        return [self.predict_pixels(pixels, top_k) for pixels in preprocessed_batch(images, top_k, self.preprocess_config)]
 
     def predict_pixels(self, pixels: np.ndarray, top_k: int = 3) -> Prediction:
         outputs = self.run(pixels)
@@ -125,5 +92,10 @@ def load(path: str | Path, threads: int | None = None, coreml_checker: bool = Fa
     metadata = read_artifact_metadata(path)
     if verify:
         integrity.verify(path, coreml_checker)
-    return Predictor(path, format_of(path).open_backend(path, threads, coreml_checker), metadata)
+    backend = format_of(path).open_backend(path, threads, coreml_checker)
+    if metadata.stages:  # an anytime file: one signature per stage (runtime/anytime.py)
+        from .anytime import AnytimePredictor
+
+        return AnytimePredictor(path, backend, metadata)
+    return Predictor(path, backend, metadata)
 

@@ -20,6 +20,8 @@ def result_record(source: object, result, latency_ms: float | None = None, raw: 
         return {"image": str(source), "error": problem_of(result, source)}
     record = {"image": str(source), "label": result.label, "probability": result.probability,
               "top_k": [{"label": n, "probability": p} for n, p in result.top_k]}
+    if getattr(result, "exit", None):  # an anytime run: the exit that answered
+        record["exit"] = result.exit
     if latency_ms is not None:
         record["latency_ms"] = round(latency_ms, 3)
     if raw:  # every class, full precision: what `make device-test` compares across machines

@@ -45,7 +45,7 @@ OLDER_RUNTIME_IMAGES = 4
 # runtime itself does with each file (load error, crash, or a result).
 PROBE = """
 import sys
-from edgeskin.runtime.predictor import model_input
+from edgeskin.runtime.predictions import model_input
 from edgeskin.runtime.preprocess import preprocess
 module = sys.argv[1]
 Interpreter = __import__(module + ".interpreter", fromlist=["Interpreter"]).Interpreter

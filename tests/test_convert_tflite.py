@@ -262,7 +262,7 @@ def test_every_format_and_recipe_has_the_same_outputs_in_the_same_order(converte
     """Output 0 = probabilities, output 1 = logits, for every file the demo conversion wrote."""
     from edgeskin.runtime import load
     from edgeskin.runtime.metadata import OUTPUT_ROLES
-    from edgeskin.runtime.predictor import dequantize, model_input
+    from edgeskin.runtime.predictions import dequantize, model_input
     from edgeskin.runtime.preprocess import preprocess
 
     out, manifest, _, _ = converted

@@ -187,3 +187,14 @@ def test_clipping_bounds_the_gradient_norm(tmp_path, clip):
     fit(model, images, images, huge, settings, {})
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])).item()
     assert norm <= 1.0 + 1e-4 if clip else norm > 100.0
+
+
+def test_every_exit_student_has_a_head_after_each_block():
+    teacher = perturbed_model("skindistilvit-ti3")
+    student = student_from_teacher(teacher, [0, 1], every_exit=True)
+    assert student.config.arch == "skindistilvit-ti2-exits" and student.config.exit_blocks == (1, 2)
+    pixels = torch.rand(1, 3, 224, 224) * 255
+    with torch.no_grad():
+        assert set(student(pixels, all_exits=True)) == {1, 2}
+        # the final head and block weights are the teacher's
+        assert torch.equal(student.vit.head.weight, teacher.vit.head.weight)

@@ -21,6 +21,8 @@ def add_parsers(sub) -> None:
                    help="TFLite converter: litert (litert-torch + ai-edge-quantizer, default) or onnx2tf (its own "
                    "environment: make install-onnx2tf)")
     p.add_argument("--exit", type=int, default=None, help="exit head to export (default: the final head)")
+    p.add_argument("--exits", default=None, help="anytime files instead: 'all' or exit blocks like 2,4,6; one .tflite per "
+                   "recipe with a stage per exit, so the device can stop early (edgeskin-pi --anytime)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: dist/<model>)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--model-version", default=None, help="version the artifacts carry (Core ML versionString, TFLite "
@@ -66,11 +68,11 @@ def cmd_convert(args) -> int:
     conversion = api.convert(loaded, target=args.target, recipes=args.recipes, out=args.out, data=args.data, split=args.split,
                              calib=args.calib, calib_split=args.calib_split, calib_count=args.calib_count, exit=args.exit,
                              force=args.force, report=Console(), route=args.route,
-                             model_version=args.model_version)
+                             model_version=args.model_version, exits=args.exits)
     print_table(conversion)
     failed = [a for a in conversion.artifacts if a.verdict != "pass"]
     for a in failed:
-        print(f"FAILED {a.recipe} ({a.target}): {'; '.join(a.parity.failures)}", file=sys.stderr)
+        print(f"FAILED {a.recipe} ({a.target}): {'; '.join(a.failures)}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -77,7 +77,7 @@ def cmd_parity(args) -> int:
             print(f"\n{check.path.name}: {check.divergence.explanation}\n{check.divergence.curve()}")
     print(f"\nreport: {out / 'report.md'} (+ report.json, confusion-*.png, accuracy-latency.png)")
     for check in run.failed:
-        print(f"FAILED {check.path}: {'; '.join(check.parity.failures)}", file=sys.stderr)
+        print(f"FAILED {check.path}: {'; '.join(check.failures)}", file=sys.stderr)
     return 1 if run.failed else 0
 
 

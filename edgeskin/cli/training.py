@@ -62,6 +62,8 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("distill", help="distill a student made of chosen teacher blocks")
     p.add_argument("--blocks", default="first6", help="teacher blocks for the student: first6, last6, even6 or 0,1,2,... (0-based)")
+    p.add_argument("--every-exit", action="store_true", help="an exit head after every block of the student, each distilled "
+                   "(for anytime inference: edgeskin convert --exits all)")
     _add_distill_args(p, "distill")
 
     p = sub.add_parser("cascade", help="cascading distillation: the teacher's depth distilled from it, then each depth from the last")
@@ -120,7 +122,8 @@ def cmd_train(args) -> int:
 def cmd_distill(args) -> int:
     from edgeskin import training_setup
 
-    _print_result(training_setup.distill(_options(args), args.teacher, args.blocks, _weights(args), report=_report))
+    _print_result(training_setup.distill(_options(args), args.teacher, args.blocks, _weights(args), report=_report,
+                                         every_exit=args.every_exit))
     return 0
 
 

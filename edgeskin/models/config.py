@@ -68,6 +68,12 @@ class ModelConfig(StatesContract):
         exits = tuple(k for k in self.exits if k < depth)
         return replace(self, arch=arch, depth=depth, exits=exits)
 
+    def with_every_exit(self) -> ModelConfig:
+        """The same model with an exit head after every block (what anytime inference stops at)."""
+        match = _NAME.match(self.arch)
+        arch = self.arch if not match or match.group(3) else f"{self.arch}-exits"
+        return replace(self, arch=arch, exits=tuple(range(1, self.depth)))
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["preprocess"] = self.preprocess.to_dict()

@@ -1,0 +1,58 @@
+"""What every predictor shares: the Prediction it returns, how pixels become a model input and an
+output a float vector, and how predict's arguments become preprocessed images (runtime/predictor.py
+for single-exit files, runtime/anytime.py for anytime files)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backends import TensorSpec
+from .errors import EdgeskinTypeError
+from .preprocess import IMAGE_TYPES, ImageSource, check_image_type, preprocess
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+    top_k: tuple[tuple[str, float], ...]
+    probabilities: np.ndarray  # in metadata.class_names order
+    logits: np.ndarray | None = None
+
+
+QUANTIZED_DTYPES = ("int8", "uint8", "int16")  # integer tensors with a scale and zero point (int16: w8a16)
+
+
+def model_input(pixels: np.ndarray, layout: str, spec: TensorSpec) -> np.ndarray:
+    """uint8 HxWx3 pixels -> a model's input tensor: batch of 1, layout, dtype, integer scaling."""
+    x = pixels.astype(np.float32)[None]
+    if layout == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    if spec.dtype in QUANTIZED_DTYPES:
+        info = np.iinfo(spec.dtype)
+        x = np.clip(np.round(x / spec.scale + spec.zero_point), info.min, info.max)
+    return x.astype(spec.dtype)
+
+
+def dequantize(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """A model output as a float32 vector (int8 outputs scaled back)."""
+    value = value.astype(np.float32).reshape(-1)
+    return (value - spec.zero_point) * spec.scale if spec.scale else value
+
+
+def preprocessed_batch(images: ImageSource | Iterable[ImageSource], top_k: int, config) -> Iterable[np.ndarray]:
+    """predict's arguments checked (one image or an iterable of them, a positive top_k), then each
+    image preprocessed as it is reached; shared by every predictor."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise EdgeskinTypeError(f"predict: top_k must be a positive integer, got {top_k!r}")
+    single = isinstance(images, IMAGE_TYPES) or isinstance(images, os.PathLike)
+    if not single and not isinstance(images, Iterable):
+        check_image_type(images, "predict")
+    batch = [images] if single else list(images)
+    for index, image in enumerate(batch):
+        check_image_type(image, f"predict: item {index}")
+    return (preprocess(image, config) for image in batch)

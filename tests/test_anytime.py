@@ -1,0 +1,168 @@
+"""Anytime files (`convert --exits`): every stage as a signature of one .tflite, checked exit by
+exit, and a runtime that stops at the first confident exit without computing deeper blocks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import edgeskin
+from edgeskin.runtime.anytime import AnytimePredictor, ExitPolicy
+from edgeskin.runtime.errors import EdgeskinError
+from edgeskin.runtime.preprocess import preprocess
+from edgeskin.runtime.stages import stage_plan
+from tests.conftest import BUNDLED, perturbed_model
+from tests.helpers import BIN, assert_one_line_error, run_console
+
+
+def test_stage_plan_cuts_after_each_chosen_exit():
+    plan = stage_plan((1, 2, 3, 4, 5, 6), [2, 4])
+    assert [(s.exit, s.first, s.final) for s in plan] == [(2, 1, False), (4, 3, False), (6, 5, True)]
+    assert [s.input for s in plan] == ["pixels", "tokens", "tokens"] and plan[-1].outputs == ("probabilities", "logits")
+    with pytest.raises(EdgeskinError, match="no exit after block 7"):
+        stage_plan((1, 2, 6), [7])
+
+
+def test_stages_in_order_compute_what_the_model_computes_at_each_exit():
+    from edgeskin.models.stages import Stage
+
+    model = perturbed_model("skindistilvit-ti3-exits").eval()
+    pixels = torch.rand(2, 3, 224, 224) * 255
+    value = pixels
+    with torch.no_grad():
+        for spec in stage_plan(model.config.exit_blocks):
+            outputs = Stage(model, spec)(value)
+            torch.testing.assert_close(outputs[-1], model(pixels, exit=spec.exit), rtol=0, atol=0)
+            value = outputs[0]
+
+
+@pytest.fixture(scope="module")
+def anytime(tmp_path_factory):
+    model = perturbed_model("skindistilvit-ti3-exits")
+    out = tmp_path_factory.mktemp("anytime") / "out"
+    result = edgeskin.convert(model, target="tflite", recipes=["fp32", "fp16"], out=out, data=BUNDLED, exits="all")
+    single = edgeskin.convert(model, target="tflite", recipes=["fp32"], out=out.parent / "single", data=BUNDLED)
+    return model, result, single.artifacts[0].path
+
+
+def test_one_file_per_recipe_with_a_signature_per_stage_and_weights_once(anytime):
+    _, result, single = anytime
+    assert [a.recipe for a in result.artifacts] == ["fp32", "fp16"]
+    fp32 = result.artifacts[0].path
+    assert fp32.name == "skindistilvit-ti3-exits-anytime-e1-2-3-fp32.tflite"
+    predictor = edgeskin.load(fp32)
+    assert isinstance(predictor, AnytimePredictor)
+    assert set(predictor.backend.signatures()) == {"exit_1", "exit_2", "exit_3"}
+    assert fp32.stat().st_size < 1.02 * single.stat().st_size  # blocks stored once, not once per exit
+
+
+def test_every_exit_is_checked_and_recorded(anytime):
+    _, result, _ = anytime
+    manifest = json.loads((result.out / "manifest.json").read_text())
+    entry = manifest["artifacts"][0]
+    assert entry["stages"] == [1, 2, 3] and set(entry["exit_parity"]) == {"1", "2"}
+    assert entry["exit_parity"]["1"]["agreement"] == 1.0 and entry["parity"]["max_abs_logit_diff"] < 1e-3
+    meta = result.artifacts[0].metadata
+    assert meta.stages == (1, 2, 3) and meta.anytime["measure"] == "top1"
+    assert set(meta.anytime["thresholds"]) <= {"1", "2"} and meta.anytime["chosen_on"] == "bundled:val"
+
+
+def test_each_exit_matches_pytorch(anytime, sample_pixels):
+    model, result, _ = anytime
+    predictor = edgeskin.load(result.artifacts[0].path)
+    with torch.no_grad():
+        for exit in (1, 2, 3):
+            expected = model.eval()(torch.from_numpy(sample_pixels).permute(0, 3, 1, 2).float(), exit=exit).numpy()
+            found = np.stack([predictor.run(p, exit=exit)["logits"] for p in sample_pixels])
+            np.testing.assert_allclose(found, expected, atol=1e-4)
+
+
+class CountingBackend:
+    """The real backend, recording which stages ran."""
+
+    def __init__(self, backend):
+        self.backend, self.ran = backend, []
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def run_signature(self, key, inputs):
+        self.ran.append(key)
+        return self.backend.run_signature(key, inputs)
+
+
+def test_a_confident_exit_stops_the_run_before_deeper_stages(anytime, sample_images):
+    predictor = edgeskin.load(anytime[1].artifacts[0].path)
+    counting = CountingBackend(predictor.backend)
+    predictor.backend = counting
+    (early,) = predictor.predict(sample_images[0], exit_policy=0.0)  # any probability passes at exit 1
+    assert (early.exit, counting.ran) == (1, ["exit_1"]) and early.seconds > 0
+    counting.ran.clear()
+    (full,) = predictor.predict(sample_images[0])  # no policy: the full depth
+    assert (full.exit, counting.ran) == (3, ["exit_1", "exit_2", "exit_3"])
+    counting.ran.clear()
+    (late,) = predictor.predict(sample_images[0], exit_policy={2: 0.0})
+    assert (late.exit, counting.ran) == (2, ["exit_1", "exit_2"])
+    pixels = preprocess(sample_images[0], predictor.preprocess_config)
+    np.testing.assert_allclose(late.probabilities, predictor.run(pixels, exit=2)["probabilities"])
+
+
+def test_policies_are_checked():
+    with pytest.raises(EdgeskinError, match="0..1"):
+        ExitPolicy({1: 1.5})
+    with pytest.raises(EdgeskinError, match="measure"):
+        ExitPolicy({1: 0.5}, "entropy")
+    assert ExitPolicy({1: 0.5}, "margin").stops(1, np.array([0.6, 0.3, 0.1])) is False
+    assert ExitPolicy({1: 0.5}).stops(1, np.array([0.6, 0.3, 0.1])) is True
+
+
+def test_edgeskin_pi_anytime_names_exits_and_sums_them_up(anytime, samples_dir):
+    path = anytime[1].artifacts[0].path
+    done = run_console("predict", str(path), str(samples_dir))  # plain use of an anytime file: full depth
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([str(BIN / "edgeskin-pi"), str(path), str(samples_dir), "--anytime", "auto", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    rows, summary = lines[:-1], lines[-1]["summary"]
+    assert rows and all(row["exit"] in (1, 2, 3) and row["latency_ms"] > 0 for row in rows)
+    histogram = {str(k): sum(row["exit"] == k for row in rows) for k in (1, 2, 3)}
+    assert summary["exits"] == {k: v for k, v in histogram.items() if v} and summary["mean_latency_ms"] > 0
+    done = subprocess.run([str(BIN / "edgeskin-pi"), str(path), str(samples_dir), "--anytime", "1.5"], capture_output=True, text=True)
+    assert done.returncode == 2 and "0..1" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_exits_on_a_single_exit_model_is_one_line(tmp_path):
+    """The bundled demo student has one exit."""
+    assert_one_line_error(run_console("convert", "--exits", "all", "--out", tmp_path / "x"), "has one exit", "--every-exit")
+
+
+def test_exits_refuses_what_anytime_files_cannot_be(tmp_path):
+    from edgeskin.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(perturbed_model("skindistilvit-ti2-exits"), tmp_path / "m.safetensors")
+    for flags, fragment in ((["--recipes", "int8-mixed"], "recipe int8-mixed cannot be built as an anytime file"),
+                            (["--target", "coreml"], "TFLite files of the litert route"),
+                            (["--exits", "5"], "no exit after block 5"),
+                            (["--exits", "x"], "expected 'all' or exit blocks")):
+        exits = [] if "--exits" in flags else ["--exits", "all"]
+        done = run_console("convert", str(ckpt), *exits, *flags, "--out", tmp_path / "x")
+        assert_one_line_error(done, fragment)
+    assert not (tmp_path / "x").exists()
+
+
+def test_metadata_naming_other_stages_than_the_file_holds_is_refused(anytime, tmp_path):
+    from dataclasses import replace
+
+    from edgeskin.converters.tflite import embed_metadata
+
+    path = anytime[1].artifacts[0].path
+    meta = edgeskin.load(path).metadata
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(embed_metadata(path.read_bytes(), replace(meta, stages=(1, 3))))
+    with pytest.raises(EdgeskinError, match="the file has signatures exit_1, exit_2, exit_3"):
+        edgeskin.load(bad)
