@@ -121,6 +121,18 @@ def load_reference(path: Path, stated: StatedContract | None, artifacts: list[Pa
         return load_checkpoint(path, stated=(stated or StatedContract()).or_else(StatedContract(names, mean, std, crop)))
 
 
+def _check_anytime(predictor, images, manifest, reference: LoadedModel, report) -> ArtifactCheck:
+    """Exit-wise parity and the anytime measurement (edgeskin/anytime_report.py); the divergence
+    analysis reads single-graph files, so an anytime file is located by its exit-wise rows instead."""
+    from edgeskin import anytime_report
+    from edgeskin.verification import check_anytime
+
+    check, probabilities = check_anytime(predictor, images, manifest)
+    report(f"anytime: {check.path.name}, every stage timed on {len(images.pixels)} images ({anytime_report.PASSES} passes)")
+    check.anytime = anytime_report.measure(predictor, images.pixels, images.labels, reference.config.class_names, probabilities)
+    return check
+
+
 def run_parity(request: ParityRequest, report=print) -> ParityRun:
     from edgeskin.environment import fingerprint
 
@@ -135,11 +147,15 @@ def run_parity(request: ParityRequest, report=print) -> ParityRun:
         _check_against_reference(path, read_artifact_metadata(path), reference, report)
     source = resolve_images(request.data)
     predictors = [(load_artifact(path, request.threads), manifest) for path, manifest in artifacts]
-    exits = sorted({p.metadata.exit for p, _ in predictors})
+    exits = sorted({e for p, _ in predictors for e in (p.metadata.exit, *p.metadata.stages)})
     images = verification_images(source, request.split, reference, exits, "parity", report,
                                  f"{len(predictors)} artifact(s) vs {reference.config.arch}, {reference.source}", progress=True)
     checks = []
     for predictor, manifest in predictors:
+        if predictor.metadata.stages:  # an anytime file: every exit, and the file at its stored thresholds
+            check = _check_anytime(predictor, images, manifest, reference, report)
+            checks.append(check)
+            continue
         check = check_artifact(predictor, images, manifest, progress=True)
         if request.explain or not check.passed:
             report(f"divergence: {check.path.name} block by block on {min(request.explain_images, len(images.pixels))} images")

@@ -26,10 +26,12 @@ def _artifact_dict(check: ArtifactCheck) -> dict:
     return {"file": str(check.path), "name": check.path.name, "target": meta.target, "recipe": meta.recipe, "exit": meta.exit,
             "route": meta.route or None,
             "runtime": check.runtime, "bytes": check.bytes,
-            "verdict": "pass" if check.parity.passed else "fail", "failures": check.parity.failures,
+            "verdict": check.verdict, "failures": check.failures,
             "manifest": str(check.manifest) if check.manifest else None, "parity": check.parity.to_dict(),
             "divergence": check.divergence.to_dict() if check.divergence else None,
-            "latency": check.latency.to_dict() if check.latency else None}
+            "latency": check.latency.to_dict() if check.latency else None,
+            **({"exit_parity": {str(k): p.to_dict() for k, p in check.exit_parity.items()}} if check.exit_parity else {}),
+            **({"anytime": check.anytime.to_dict()} if check.anytime else {})}
 
 
 def report_dict(run: ParityRun) -> dict:
@@ -74,7 +76,16 @@ def table_rows(run: ParityRun) -> list[list[str]]:
                     + [c.recipe, f"{c.bytes / 1e6:.2f} MB", f"{p.cosine_mean:.5f}", f"{p.agreement:.1%}",
                      f"{p.reference_bma:.4f}/{p.artifact_bma:.4f}"]
                     + ([f"{p.reference.melanoma_sensitivity:.3f}/{p.artifact.melanoma_sensitivity:.3f}"] if melanoma else [])
-                    + [_fmt_latency(c), "pass" if p.passed else "FAIL"])
+                    + [_fmt_latency(c), "pass" if c.passed else "FAIL"])
+    return rows
+
+
+def exit_rows(check: ArtifactCheck) -> list[list[str]]:
+    """An anytime file's exit-wise rows: each exit against PyTorch's same exit."""
+    rows = [["exit", "max |dlogit|", "cosine", "agreement", "BMA ref/artifact", "verdict"]]
+    for exit, p in sorted(check.exit_parity.items()):
+        rows.append([str(exit), f"{p.max_abs_logit_diff:.3g}", f"{p.cosine_mean:.5f}", f"{p.agreement:.1%}",
+                     f"{p.reference_bma:.4f}/{p.artifact_bma:.4f}", "pass" if p.passed else "FAIL"])
     return rows
 
 
@@ -114,12 +125,22 @@ def report_markdown(run: ParityRun) -> str:
             out += [f"Flipped top-1 ({len(p.flipped)}):", "", _markdown_table(
                 [["image", "reference", "p", "artifact", "p"]] + [[f["image"], f["reference"], f"{f['reference_probability']:.3f}",
                                                                    f["artifact"], f"{f['artifact_probability']:.3f}"] for f in p.flipped]), ""]
+        if c.exit_parity:
+            out += ["Exit by exit (each against PyTorch's same exit):", "", _markdown_table(exit_rows(c)), ""]
+        if c.anytime:
+            from edgeskin.anytime_report import markdown
+
+            out += markdown(c.path.name, c.anytime, _anytime_png(c))
         if c.divergence:
             out += [f"Where divergence starts: **{c.divergence.explanation}** (CLS token relative error, mean of "
                     f"{c.divergence.images} images; embedding: all tokens)", "", "```", c.divergence.curve(), "```", ""]
         out += [f"![confusion matrices]({_confusion_png(c)})", ""]
     out += ["![accuracy vs latency](accuracy-latency.png)", "", "Environment: `" + json.dumps(env) + "`", ""]
     return "\n".join(out)
+
+
+def _anytime_png(check: ArtifactCheck) -> str:
+    return f"anytime-{check.path.name}.png"
 
 
 def _confusion_png(check: ArtifactCheck) -> str:
@@ -198,6 +219,10 @@ def write_reports(run: ParityRun, out: Path) -> Path:
         (staging / "report.md").write_text(report_markdown(run))
         for check in run.checks:
             plot_confusions(run, check, staging / _confusion_png(check))
+            if check.anytime:
+                from edgeskin.anytime_report import plot
+
+                plot(check.path.name, check.anytime, run.dataset, staging / _anytime_png(check))
         plot_accuracy_latency(run, staging / "accuracy-latency.png")
         if out.exists():
             shutil.rmtree(out)

@@ -67,6 +67,7 @@ class ArtifactCheck:
     divergence: object | None = None  # edgeskin.divergence.Divergence, when analysed
     latency: object | None = None  # edgeskin.benchmark.LatencyResult, when timed
     exit_parity: dict[int, ParityResult] = field(default_factory=dict)  # anytime files: every exit (the last is `parity`)
+    anytime: object | None = None  # edgeskin.anytime_report.AnytimeMeasurement, when measured (parity)
 
     @property
     def recipe(self) -> str:

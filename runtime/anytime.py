@@ -136,6 +136,16 @@ class AnytimePredictor:
             value = outputs.get(TOKENS)
         return found
 
+    def stage_seconds(self, pixels: np.ndarray) -> list[float]:
+        """Each stage's time on one image, run in order (what a policy's latency is computed from)."""
+        times, value = [], pixels
+        for stage in self.stages:
+            began = time.perf_counter()
+            outputs = self._stage(stage, value)
+            times.append(time.perf_counter() - began)
+            value = outputs.get(TOKENS)
+        return times
+
     def run_anytime(self, pixels: np.ndarray, policy: ExitPolicy | None) -> tuple[int, dict[str, np.ndarray], float]:
         """(exit that answered, its outputs, seconds) with stages run until the policy stops."""
         began, value = time.perf_counter(), pixels

@@ -204,6 +204,12 @@ MEDIAPIPE_INPUT_TYPES = ("float32", "uint8")  # the image tensor types MediaPipe
 def app_metadata_line(data: bytes, entries: dict[str, bytes], metadata: ArtifactMetadata) -> str:
     """What `edgeskin info` says about a .tflite file's standard metadata (converters/tflite_metadata.py)."""
     class_names = metadata.class_names
+    if metadata.stages:
+        stored = (metadata.anytime or {}).get("thresholds") or {}
+        policy = ", ".join(f"exit {k} >= {v}" for k, v in stored.items()) or "none stored"
+        return (f"anytime file, a signature per stage ({', '.join(f'exit_{k}' for k in metadata.stages)}); stored "
+                f"thresholds: {policy}; MediaPipe runs single-signature classifiers only: use edgeskin's runtime or "
+                "the LiteRT Interpreter's signature runners")
     if STANDARD_NAME not in entries:
         return "none: MediaPipe's ImageClassifier and the TFLite Task Library refuse this file (convert it again)"
     labels = packed_label_names(data)

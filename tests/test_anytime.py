@@ -166,3 +166,24 @@ def test_metadata_naming_other_stages_than_the_file_holds_is_refused(anytime, tm
     bad.write_bytes(embed_metadata(path.read_bytes(), replace(meta, stages=(1, 3))))
     with pytest.raises(EdgeskinError, match="the file has signatures exit_1, exit_2, exit_3"):
         edgeskin.load(bad)
+
+
+def test_parity_reports_every_exit_and_the_anytime_section(anytime, tmp_path):
+    from PIL import Image
+
+    run = edgeskin.verify(anytime[1], data=BUNDLED, split="test", out=tmp_path / "report")
+    check = run.checks[0]
+    assert set(check.exit_parity) == {1, 2, 3} and check.anytime is not None
+    data = json.loads((tmp_path / "report" / "report.json").read_text())["artifacts"][0]
+    assert set(data["exit_parity"]) == {"1", "2", "3"}
+    anytime = data["anytime"]
+    full, fixed = anytime["full_depth"], {p["exit"]: p for p in anytime["fixed_exits"]}
+    assert full["exits"] == {"1": 0, "2": 0, "3": 49} and full["mean_blocks"] == 3.0
+    # stopping at exit 1 always runs one stage of three: cheaper than the full depth, same images
+    assert fixed[1]["mean_ms"] < fixed[3]["mean_ms"] and fixed[3]["mean_ms"] == full["mean_ms"]
+    assert len(anytime["curve"]) >= 10 and anytime["noise"] >= 1.0
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "Exit by exit" in markdown and "### Anytime: " in markdown
+    png = tmp_path / "report" / f"anytime-{check.path.name}.png"
+    with Image.open(png) as image:
+        assert image.size[0] > 400

@@ -48,10 +48,11 @@ def _report(message: str) -> None:
 
 
 def cmd_parity(args) -> int:
+    from edgeskin.anytime_report import summary_rows, summary_sentences
     from edgeskin.bench_check import find_reference
     from edgeskin.image_sources import resolve_images
     from edgeskin.parity_check import ParityRequest, expand_artifacts, run_parity
-    from edgeskin.reports import check_report_folder, table_notes, table_rows, write_reports
+    from edgeskin.reports import check_report_folder, exit_rows, table_notes, table_rows, write_reports
 
     resolve_images(args.data)  # a --data path that does not exist fails before any work
     artifacts = expand_artifacts(args.artifacts)
@@ -75,7 +76,15 @@ def cmd_parity(args) -> int:
     for check in run.checks:
         if check.divergence:
             print(f"\n{check.path.name}: {check.divergence.explanation}\n{check.divergence.curve()}")
-    print(f"\nreport: {out / 'report.md'} (+ report.json, confusion-*.png, accuracy-latency.png)")
+        if check.exit_parity:
+            print(f"\n{check.path.name}, exit by exit (each against PyTorch's same exit):")
+            print_rows(exit_rows(check))
+        if check.anytime:
+            print(f"{check.path.name}, anytime on these images:")
+            print_rows(summary_rows(check.anytime))
+            print("\n".join(summary_sentences(check.anytime)))
+    anytime = ", anytime-*.png" if any(c.anytime for c in run.checks) else ""
+    print(f"\nreport: {out / 'report.md'} (+ report.json, confusion-*.png, accuracy-latency.png{anytime})")
     for check in run.failed:
         print(f"FAILED {check.path}: {'; '.join(check.failures)}", file=sys.stderr)
     return 1 if run.failed else 0
