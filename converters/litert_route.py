@@ -96,31 +96,45 @@ def _signature_input(fp32: bytes) -> tuple[str, str]:
     return key, entry["inputs"][0]
 
 
-def calibrate(fp32: bytes, qt, pixels: np.ndarray, report, log: Path) -> dict:
-    """Activation ranges over every calibration image: global min/max, in chunks (progress)."""
+Samples = dict[str, list[dict[str, np.ndarray]]]  # signature key -> one {input name: array} per image
+
+
+def pixel_samples(fp32: bytes, pixels: np.ndarray) -> Samples:
+    """Calibration samples of a one-signature file: each image as its input."""
+    key, name = _signature_input(fp32)
+    return {key: [{name: image[None].astype(np.float32)} for image in pixels]}
+
+
+def calibrate(fp32: bytes, qt, samples: Samples, report, log: Path) -> dict:
+    """Activation ranges over every calibration sample of every signature: global min/max, in chunks (progress)."""
     from ai_edge_quantizer import calibrator
     from ai_edge_quantizer.recipe_manager import RecipeManager
     from ai_edge_quantizer.utils import qsv_utils
 
-    key, name = _signature_input(fp32)
     recipes = RecipeManager()
     recipes.load_quantization_recipe(qt.get_quantization_recipe())
     with quiet_output(log):
         runner = calibrator.Calibrator(fp32, num_threads=2, qsv_update_func=qsv_utils.min_max_update)
-    with stage(report, f"calibrating on {len(pixels)} images", total=len(pixels)) as advance:
-        for start in range(0, len(pixels), CALIBRATION_CHUNK):
-            chunk = pixels[start:start + CALIBRATION_CHUNK]
+    count = max(len(items) for items in samples.values())
+    with stage(report, f"calibrating on {count} images", total=count) as advance:
+        for start in range(0, count, CALIBRATION_CHUNK):
+            chunk = {key: items[start:start + CALIBRATION_CHUNK] for key, items in samples.items()}
             with quiet_output(log):
-                runner.calibrate({key: [{name: image[None].astype(np.float32)} for image in chunk]}, recipes)
-            advance(len(chunk))
+                runner.calibrate(chunk, recipes)
+            advance(min(CALIBRATION_CHUNK, count - start))
     return runner.get_model_qsvs()
 
 
-def quantize(fp32: bytes, recipe: str, calibration: np.ndarray | None, report, log: Path) -> bytes:
-    """One recipe of QUANTIZER_RECIPES, built from the float32 file."""
+def quantize(fp32: bytes, recipe: str, calibration: np.ndarray | Samples | None, report, log: Path) -> bytes:
+    """One recipe of QUANTIZER_RECIPES, built from the float32 file; `calibration` is pixels (a
+    one-signature file) or samples per signature (an anytime file: converters/anytime.py)."""
     spec = QUANTIZER_RECIPES[recipe]
     qt = _quantizer(fp32, spec)
-    qsvs = calibrate(fp32, qt, calibration, report, log) if spec.needs_calibration else None
+    if spec.needs_calibration:
+        samples = calibration if isinstance(calibration, dict) else pixel_samples(fp32, calibration)
+        qsvs = calibrate(fp32, qt, samples, report, log)
+    else:
+        qsvs = None
     try:
         with quiet_output(log):
             return bytes(qt.quantize(qsvs, enable_progress_bar=False, enable_progress_report=False).quantized_model)

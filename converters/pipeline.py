@@ -283,8 +283,8 @@ def _convert_anytime(request, exit, staging, images, calibration, report) -> lis
     converted = []
     for recipe in request.recipes["tflite"]:
         began = time.perf_counter()
-        with stage(report, f"{recipe.name}: {'as converted' if recipe.name == 'fp32' else 'ai-edge-quantizer'}"):
-            raw = anytime.build(fp32, recipe.name, report, log)
+        report(f"{recipe.name}: {'as converted' if recipe.name == 'fp32' else 'ai-edge-quantizer'}")
+        raw = anytime.build(fp32, plan, recipe.name, calibration.pixels if calibration else None, report, log)
         seconds = float_seconds + (time.perf_counter() - began if recipe.name != "fp32" else 0.0)
         converted.append(Converted(recipe, _probe(staging, recipe, ".tflite", raw), seconds, ROUTE_LABELS["litert"],
                                    stages=tuple(s.exit for s in plan)))

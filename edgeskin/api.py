@@ -129,14 +129,12 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
 
 def _anytime_exits(exits, loaded, chosen: dict, route: str) -> tuple[int, ...]:
     """--exits checked before any work: a multi-exit model, TFLite on the litert route, the recipes anytime files support."""
-    from edgeskin.converters.anytime import check_recipes
     from edgeskin.runtime.stages import parse_exits, stage_plan
 
     config = loaded.config
     if len(config.exit_blocks) < 2:
         raise EdgeskinError(f"--exits: {config.arch} has one exit (after block {config.depth}); anytime files need a "
                             "multi-exit model (e.g. edgeskin distill --every-exit)")
-    check_recipes([r.name for r in chosen["tflite"]])
     picked = parse_exits(exits, config.exit_blocks) if isinstance(exits, str) else sorted(set(exits))
     return tuple(s.exit for s in stage_plan(config.exit_blocks, picked))
 

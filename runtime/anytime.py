@@ -91,6 +91,7 @@ class AnytimePredictor:
         signatures = backend.signatures()
         self.input = _check_stages(path, metadata, self.stages, signatures)
         self._outputs = {stage.key: signatures[stage.key]["outputs"] for stage in self.stages}
+        self._inputs = {stage.key: signatures[stage.key]["inputs"][stage.input] for stage in self.stages}
         for stage in self.stages:  # each exit's outputs must behave as the metadata says, on a probe image
             _check_probe(path, metadata, stage.exit, self.run)
 
@@ -108,11 +109,12 @@ class AnytimePredictor:
         return [self._outputs[self.stages[-1].key][role] for role in self.metadata.outputs]
 
     def _stage(self, stage: StageSpec, value: np.ndarray) -> dict[str, np.ndarray]:
-        if stage.first == 1:
-            value = _pixels_input(value, self.input)
+        """One stage on float pixels (H,W,3) or float tokens; quantized inputs and outputs scaled here."""
+        spec = self._inputs[stage.key]
+        value = _to_input(value.astype(np.float32)[None] if stage.first == 1 else value, spec)
         outputs = self.backend.run_signature(stage.key, {stage.input: value})
         specs = self._outputs[stage.key]
-        return {name: (v if name == TOKENS else dequantize(v, specs[name])) for name, v in outputs.items()}
+        return {name: (_to_float(v, specs[name]) if name == TOKENS else dequantize(v, specs[name])) for name, v in outputs.items()}
 
     def run(self, pixels: np.ndarray, exit: int | None = None) -> dict[str, np.ndarray]:
         """Preprocessed uint8 pixels -> {probabilities, logits} of exit `exit` (default: the last), stages run in order."""
@@ -171,12 +173,18 @@ class AnytimePredictor:
                                  exit=exit, seconds=seconds)
 
 
-def _pixels_input(pixels: np.ndarray, spec) -> np.ndarray:
-    x = pixels.astype(np.float32)[None]
+def _to_input(value: np.ndarray, spec) -> np.ndarray:
+    """A float array as the tensor `spec` takes (quantized with its scale and zero point if integer)."""
     if spec.dtype in QUANTIZED_DTYPES:
         info = np.iinfo(spec.dtype)
-        x = np.clip(np.round(x / spec.scale + spec.zero_point), info.min, info.max)
-    return x.astype(spec.dtype)
+        value = np.clip(np.round(value / spec.scale + spec.zero_point), info.min, info.max)
+    return value.astype(spec.dtype)
+
+
+def _to_float(value: np.ndarray, spec) -> np.ndarray:
+    """A tensor back to float32, shape kept (tokens pass from one stage to the next this way)."""
+    value = value.astype(np.float32)
+    return (value - spec.zero_point) * spec.scale if spec.scale else value
 
 
 def _check_stages(path: object, metadata: ArtifactMetadata, stages: list[StageSpec], signatures: dict) -> object:

@@ -78,7 +78,8 @@ def cmd_convert(args) -> int:
 
 def print_table(conversion) -> None:
     verdict = conversion.manifest.verdict_images
-    print(f"parity vs PyTorch, verdict: {verdict.count} images of {verdict.source}:")
+    anytime = " (anytime files: the last exit's numbers; every exit is judged)" if any(a.exit_parity for a in conversion.artifacts) else ""
+    print(f"parity vs PyTorch, verdict: {verdict.count} images of {verdict.source}{anytime}:")
     header = (f"{'target':<7} {'recipe':<11} {'route':<13} {'convert s':>9} {'size':>9} {'max|dlogit|':>12} {'cosine':>9} "
               f"{'top-1 agree':>12} {'BMA ref/art':>14}  verdict")
     print(header)
@@ -87,7 +88,7 @@ def print_table(conversion) -> None:
         p = a.parity
         print(f"{a.target:<7} {a.recipe:<11} {entry.route or '-':<13} {entry.conversion_seconds:>9.1f} {a.bytes / 1e6:>7.2f}MB "
               f"{p.max_abs_logit_diff:>12.3g} {p.cosine_mean:>9.5f} {p.agreement:>11.1%} {p.reference_bma:>6.3f}/{p.artifact_bma:<6.3f}  "
-              f"{'pass' if p.passed else 'FAIL'}")
+              f"{a.verdict if a.passed else 'FAIL'}" + (" (exits: see below)" if p.passed and not a.passed else ""))
 
 
 def cmd_predict(args) -> int:
