@@ -12,6 +12,9 @@ the full-integer int8 and int16-activation w8a16 files, which must still run), o
    CPU and on x86, whether the bare interpreter loads and runs each recipe (ok / cannot load /
    crash with its signal), and what edgeskin-pi says against ai-edge-litert 2.3 on x86.
    Informational: it never fails the command.
+3. Anytime inference: the bundled multi-exit student as an anytime file (`convert --exits all`,
+   fp32), `edgeskin-pi --anytime auto` on each CPU and x86: a row passes when every image stops at
+   the same exit with outputs within 1e-5, so the stage-by-stage path runs on the Pi as on x86.
 edgeskin itself runs from its wheel (`make wheel`, --wheel), installed into every site folder as
 on a Pi, never from this checkout. Setup (apt tools, rootfs, wheels, artifacts) is in device_env.py;
 all of it is cached.
@@ -40,6 +43,7 @@ FLOAT_RECIPES = ("fp32", "fp16")
 FLOAT_TOLERANCE = 1e-5
 THREADS = "2"
 OLDER_RUNTIME_IMAGES = 4
+DEMO_ANYTIME = dev.REPO / "edgeskin" / "assets" / "demo" / "skindistilvit-ti6-exits-demo.safetensors"
 
 # The bare interpreter on one real image, bypassing edgeskin's own checks: shows what the
 # runtime itself does with each file (load error, crash, or a result).
@@ -75,6 +79,7 @@ def artifacts(folder: Path | None) -> dict[str, Path]:
                                    "--out", str(folder), "--force"], cwd=dev.REPO, capture_output=True, text=True)
             if not (folder / "manifest.json").is_file():  # int8 failing its gate (exit 1) is expected
                 raise SystemExit(f"edgeskin convert failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+            (folder / "converter.sha256").write_text(converter_digest() + "\n")
     manifest = folder / "manifest.json"
     if manifest.is_file():  # failed artifacts (int8) are listed too, with their failed/ path
         from edgeskin.manifest import read_manifest
@@ -89,9 +94,21 @@ def artifacts(folder: Path | None) -> dict[str, Path]:
     return {recipe: found[recipe] for recipe in RECIPES if recipe in found}
 
 
+def converter_digest() -> str:
+    """sha256 over the converter's and the models' sources: cached artifacts are rebuilt when either changes,
+    so the emulated Pi always runs files as this checkout writes them (TFLite Metadata and all)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted([*(dev.REPO / "converters").glob("*.py"), *(dev.REPO / "edgeskin" / "models").glob("*.py")]):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _current(manifest: Path) -> bool:
-    """Whether cached artifacts hold every recipe, built by this route."""
-    if not manifest.is_file():
+    """Whether cached artifacts hold every recipe, built by this route and by this converter."""
+    stamp = manifest.parent / "converter.sha256"
+    if not manifest.is_file() or not stamp.is_file() or stamp.read_text().strip() != converter_digest():
         return False
     from edgeskin.manifest import read_manifest
 
@@ -99,10 +116,10 @@ def _current(manifest: Path) -> bool:
     return all(built.get(recipe) == ROUTE for recipe in RECIPES)
 
 
-def run_pi(arch: str, cpu: str | None, site: Path, model: Path, images: list[Path]) -> tuple[dict, dict | str]:
+def run_pi(arch: str, cpu: str | None, site: Path, model: Path, images: list[Path], extra: tuple[str, ...] = ()) -> tuple[dict, dict | str]:
     """edgeskin-pi --json --raw: ({image: record}, summary) or ({}, one-line problem)."""
     done = dev.run_python(arch, cpu, site, ["-m", "edgeskin.runtime.pi", str(model), *map(str, images),
-                                             "--json", "--raw", "--threads", THREADS])
+                                             "--json", "--raw", "--threads", THREADS, *extra])
     runs = dev.CACHE / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     (runs / f"{site.name.removeprefix('site-')}-{cpu or 'host'}-{model.stem}.jsonl").write_text(done.stdout)
@@ -227,6 +244,49 @@ def litert_rows(models: dict[str, Path], images: list[Path], cpus: list[str]) ->
     return rows, references
 
 
+def anytime_artifact() -> Path | None:
+    """The multi-exit demo student as an anytime fp32 file, built once into the cache."""
+    if not DEMO_ANYTIME.is_file():
+        dev.log(f"no {DEMO_ANYTIME.name}: the anytime rows are skipped")
+        return None
+    folder = dev.CACHE / "anytime"
+    found = sorted(folder.glob("**/*-anytime-*-fp32.tflite"))
+    stamp = folder / "converter.sha256"
+    if not found or not stamp.is_file() or stamp.read_text().strip() != converter_digest():
+        dev.log(f"building the anytime demo file into {folder.relative_to(dev.REPO)} (edgeskin convert --exits all)")
+        done = subprocess.run([str(Path(sys.executable).parent / "edgeskin"), "convert", str(DEMO_ANYTIME), "--exits", "all",
+                               "--recipes", "fp32", "--out", str(folder), "--force"], cwd=dev.REPO, capture_output=True, text=True)
+        found = sorted(folder.glob("**/*-anytime-*-fp32.tflite"))
+        if not found:
+            raise SystemExit(f"edgeskin convert --exits all failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        stamp.write_text(converter_digest() + "\n")
+    return found[0]
+
+
+def anytime_rows(model: Path, images: list[Path], cpus: list[str]) -> list[dict]:
+    """edgeskin-pi --anytime auto on arm64 vs x86: the same exit per image, outputs within 1e-5."""
+    arm_site = dev.ensure_site("litert", "aarch64")
+    x86_site = dev.ensure_site("litert", "x86_64", dev.pinned(arm_site, "litert"))
+    reference, ref_summary = run_pi("x86_64", None, x86_site, model, images, ("--anytime", "auto"))
+    rows = []
+    for cpu in cpus:
+        records, summary = run_pi("aarch64", cpu, arm_site, model, images, ("--anytime", "auto"))
+        row = {"recipe": "anytime", "cpu": cpu}
+        if isinstance(ref_summary, str) or isinstance(summary, str):
+            row.update(result="FAIL", problem=f"x86: {ref_summary}" if isinstance(ref_summary, str) else f"arm64: {summary}")
+        else:
+            count, same, worst, ratio = compare(reference, records)
+            exits_same = all(records.get(image, {}).get("exit") == ref.get("exit") for image, ref in reference.items())
+            row.update(runtime=summary["runtime"], images=count, top1_same=same and exits_same, max_diff=worst,
+                       tolerance="1e-05, same exit", arm_p50_ms=summary["p50_latency_ms"], x86_p50_ms=ref_summary["p50_latency_ms"],
+                       exits=summary.get("exits"), result="PASS" if same and exits_same and ratio <= 1.0 and count == len(images) else "FAIL")
+        rows.append(row)
+        print_row(row)
+    if not isinstance(ref_summary, str):
+        print(f"anytime exits (x86, stored thresholds): {ref_summary.get('exits')}, mean {ref_summary.get('mean_latency_ms')} ms", flush=True)
+    return rows
+
+
 def older_runtime_rows(env: str, models: dict[str, Path], images: list[Path], cpus: list[str],
                        litert_x86: dict[str, dict]) -> list[dict]:
     rows = []
@@ -286,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nx86_64 vs emulated arm64 (qemu {'/'.join(cpus)}), edgeskin-pi on {len(images)} bundled images, {THREADS} threads, "
           f"from {dev.WHEEL.name} ({dev.WHEEL.stat().st_size / 1e6:.1f} MB)")
     rows, x86_records = litert_rows(models, images, cpus)
+    anytime = anytime_artifact()
+    if anytime is not None:
+        print(f"\nanytime: {anytime.name}, edgeskin-pi --anytime auto")
+        rows += anytime_rows(anytime, images, cpus)
     report = {"cpus": cpus, "images": len(images), "wheel": dev.WHEEL.name, "litert": rows}
     for env, label in {} if args.skip_older_runtimes else OLDER_RUNTIMES.items():
         print(f"\n{label} (informational): bare interpreter on one image, then edgeskin-pi on "
