@@ -78,8 +78,9 @@ demo: $(STAMP) $(MEDIAPIPE_STAMP)
 	$(BIN)/edgeskin predict dist/skindistilvit-ti6/skindistilvit-ti6-e6-int8-mixed.tflite edgeskin/assets/isic-cc0/images/ISIC_0000002.jpg edgeskin/assets/isic-cc0/images/ISIC_0000015.jpg
 	$(BIN)/edgeskin parity dist/skindistilvit-ti6 --reference edgeskin/assets/demo/skindistilvit-ti6-demo.safetensors --split test
 
-# Reproduces the bundled demo weights from ../shared/data/isic-public (about 45 + 25 minutes on
-# 2 CPU cores); the exact command lines are also in edgeskin/assets/demo/MODEL_CARD.md.
+# Reproduces the bundled demo weights from ../shared/data/isic-public (teacher, single-exit student,
+# multi-exit student; about 45 + 25 + 30 minutes on 2 CPU cores); the command lines are also in the
+# model cards (edgeskin/assets/demo/MODEL_CARD.md, MODEL_CARD-exits.md).
 DATA ?= ../shared/data/isic-public
 TRAIN_FLAGS := --data $(DATA) --batch-size 64 --lr 5e-4 --warmup-epochs 2 --class-weights balanced --precision bf16 --seed 42
 demo-model: $(STAMP) $(MEDIAPIPE_STAMP)
@@ -87,6 +88,10 @@ demo-model: $(STAMP) $(MEDIAPIPE_STAMP)
 	$(BIN)/edgeskin distill --teacher runs/teacher-ti12/best.safetensors --blocks first6 --out runs/student-ti6 --epochs 20 $(TRAIN_FLAGS)
 	$(BIN)/python scripts/bundle_demo.py --data $(DATA)
 	$(BIN)/edgeskin eval --checkpoint edgeskin/assets/demo/skindistilvit-ti6-demo.safetensors --data $(DATA) --split test
+	# the multi-exit student (anytime inference): a head after every block, each distilled from the same teacher
+	$(BIN)/edgeskin distill --teacher runs/teacher-ti12/best.safetensors --blocks first6 --every-exit --out runs/student-ti6-exits --epochs 30 $(TRAIN_FLAGS)
+	$(BIN)/python scripts/bundle_demo.py --data $(DATA) --student runs/student-ti6-exits/best.safetensors --out edgeskin/assets/demo/skindistilvit-ti6-exits-demo.safetensors
+	$(BIN)/edgeskin eval --checkpoint edgeskin/assets/demo/skindistilvit-ti6-exits-demo.safetensors --data $(DATA) --split test --all-exits
 
 clean:
 	rm -rf $(VENV) $(ONNX2TF_VENV) $(MEDIAPIPE_VENV) .pytest_cache .ruff_cache *.egg-info
