@@ -163,7 +163,7 @@ def _finish_anytime(request: ConvertRequest, fmt: Format, exit: int, converted: 
                     images: VerificationImages, versions: dict) -> tuple[ArtifactCheck, ManifestEntry]:
     """An anytime file: the edgeskin entry (no TFLite Metadata: MediaPipe cannot run stages), every
     exit checked, then the exit policy chosen on the verdict images and stored beside it."""
-    from edgeskin.anytime_policy import DEFAULT_BUDGET, choose_policy
+    from edgeskin.anytime_policy import DEFAULT_BUDGET, MELANOMA_BUDGET, choose_policy
     from edgeskin.converters.tflite import embed_metadata
     from edgeskin.runtime.backends import TFLiteBackend
     from edgeskin.verification import check_anytime
@@ -175,7 +175,8 @@ def _finish_anytime(request: ConvertRequest, fmt: Format, exit: int, converted: 
     check, probabilities = check_anytime(load_artifact(staging / name, verify=False), images)
     policy, outcome, full = choose_policy(probabilities, images.labels, images.class_names, DEFAULT_BUDGET)
     anytime = {"measure": policy.measure, "thresholds": {str(k): v for k, v in policy.thresholds.items()},
-               "chosen_on": images.source, "budget": f"BMA loss <= {DEFAULT_BUDGET * 100:g} point against the full depth",
+               "chosen_on": images.source, "budget": f"BMA loss <= {DEFAULT_BUDGET * 100:g} point, melanoma sensitivity loss "
+               f"<= {MELANOMA_BUDGET * 100:g} points against the full depth",
                "on_those_images": {"bma": outcome.bma, "full_depth_bma": full.bma, "mean_blocks": outcome.blocks,
                                    "exits": outcome.histogram(converted.stages)}}
     meta = replace(meta, anytime=anytime)

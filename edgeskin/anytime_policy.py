@@ -1,8 +1,9 @@
 """Choosing an anytime artifact's exit thresholds: on a validation split, for a stated budget.
 
 Greedy, exit by exit from the first: each exit gets the lowest threshold (on a grid) at which the
-anytime BMA stays within `budget` of the full depth's on these images, given the thresholds
-already chosen for earlier exits; an exit where no threshold keeps the budget never stops. The
+anytime BMA stays within `budget` of the full depth's on these images, and its melanoma
+sensitivity within `melanoma_budget`, given the thresholds already chosen for earlier exits; an
+exit where no threshold keeps both never stops. The
 result is stored in the artifact's metadata and used by `--anytime auto` (runtime/anytime.py).
 """
 
@@ -17,6 +18,7 @@ from edgeskin.runtime.anytime import ExitPolicy
 
 GRID = tuple(round(0.30 + 0.01 * i, 2) for i in range(70))  # 0.30 .. 0.99
 DEFAULT_BUDGET = 0.01  # BMA loss against the full depth: 1 point
+MELANOMA_BUDGET = 0.02  # melanoma sensitivity loss against the full depth: 2 points
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,14 @@ def simulate(probabilities: dict[int, np.ndarray], labels: np.ndarray, class_nam
     return AnytimeOutcome(report.bma, report.melanoma_sensitivity, exits, float(exits.mean()))
 
 
+def within(outcome: AnytimeOutcome, full: AnytimeOutcome, budget: float, melanoma_budget: float) -> bool:
+    """BMA and melanoma sensitivity (when the classes have melanoma) within their budgets of the full depth's."""
+    melanoma_kept = np.isnan(full.melanoma_sensitivity) or outcome.melanoma_sensitivity >= full.melanoma_sensitivity - melanoma_budget - 1e-12
+    return outcome.bma >= full.bma - budget - 1e-12 and bool(melanoma_kept)
+
+
 def choose_policy(probabilities: dict[int, np.ndarray], labels: np.ndarray, class_names, budget: float = DEFAULT_BUDGET,
-                  measure: str = "top1") -> tuple[ExitPolicy, AnytimeOutcome, AnytimeOutcome]:
+                  measure: str = "top1", melanoma_budget: float = MELANOMA_BUDGET) -> tuple[ExitPolicy, AnytimeOutcome, AnytimeOutcome]:
     """(policy, its outcome, the full depth's outcome) on these images."""
     stages = sorted(probabilities)
     full = simulate(probabilities, labels, class_names, None)
@@ -56,7 +64,7 @@ def choose_policy(probabilities: dict[int, np.ndarray], labels: np.ndarray, clas
     for k in stages[:-1]:
         for value in GRID:
             trial = ExitPolicy({**thresholds, k: value}, measure)
-            if simulate(probabilities, labels, class_names, trial).bma >= full.bma - budget - 1e-12:
+            if within(simulate(probabilities, labels, class_names, trial), full, budget, melanoma_budget):
                 thresholds[k] = value
                 break
     policy = ExitPolicy(thresholds, measure)

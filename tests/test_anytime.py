@@ -200,3 +200,20 @@ def test_parity_reports_every_exit_and_the_anytime_section(anytime, tmp_path):
     png = tmp_path / "report" / f"anytime-{check.path.name}.png"
     with Image.open(png) as image:
         assert image.size[0] > 400
+
+
+def test_the_chosen_policy_keeps_its_budget_on_the_images_it_was_chosen_on():
+    """A synthetic case worked by hand: exit 1 is right and confident on the first half of the
+    images and wrong and unsure on the rest, so a threshold between the two stops exactly the first half."""
+    from edgeskin.anytime_policy import choose_policy, simulate
+
+    classes = ("MEL", "NV")
+    labels = np.array([0, 1] * 10)
+    final = np.eye(2)[labels] * 0.9 + 0.05  # the full depth: always right
+    early = final.copy()
+    early[10:] = np.where(np.eye(2)[labels[10:]] > 0, 0.45, 0.55)  # wrong and unsure on the second half
+    policy, outcome, full = choose_policy({1: early, 2: final}, labels, classes, budget=0.01)
+    assert full.bma == 1.0 and outcome.bma == 1.0
+    assert 0.55 < policy.thresholds[1] <= 0.95  # stops where exit 1 is sure, never where it is not
+    assert list(outcome.exits) == [1] * 10 + [2] * 10
+    assert simulate({1: early, 2: final}, labels, classes, None).blocks == 2.0
