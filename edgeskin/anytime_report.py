@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeskin.anytime_policy import GRID, AnytimeOutcome, simulate
+from edgeskin.markdown import markdown_table
 from edgeskin.runtime.anytime import ExitPolicy
 
 PASSES = 3
@@ -91,9 +92,7 @@ def summary_sentences(measurement: AnytimeMeasurement) -> list[str]:
 
 
 def markdown(name: str, measurement: AnytimeMeasurement, png: str) -> list[str]:
-    rows = summary_rows(measurement)
-    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])] + ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return [f"### Anytime: {name}", "", *table, "", *[f"{line[0].upper()}{line[1:]}." for line in summary_sentences(measurement)],
+    return [f"### Anytime: {name}", "", markdown_table(summary_rows(measurement)), "", *[f"{line[0].upper()}{line[1:]}." for line in summary_sentences(measurement)],
             "", f"![anytime accuracy vs latency]({png})", ""]
 
 

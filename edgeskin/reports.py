@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskin.benchmark import latency_caveat, latency_mark
+from edgeskin.markdown import markdown_table
 from edgeskin.parity_check import ParityRun
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.verification import ArtifactCheck
@@ -89,17 +90,12 @@ def exit_rows(check: ArtifactCheck) -> list[list[str]]:
     return rows
 
 
-def _markdown_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
-
-
 def report_markdown(run: ParityRun) -> str:
     ref, env = run.reference, run.environment
     out = [f"# Parity report: {ref.config.arch}", "",
            f"Reference: `{ref.source}` (sha256 {ref.source_sha256[:12]}...), PyTorch. Images: {len(run.labels)} from `{run.dataset}`. "
            f"Created {run.created}.", "",
-           _markdown_table([[("**FAIL**" if cell == "FAIL" else cell) for cell in row] for row in table_rows(run)]), "",
+           markdown_table([[("**FAIL**" if cell == "FAIL" else cell) for cell in row] for row in table_rows(run)]), "",
            *[f"{note}\n" for note in table_notes(run)]]
     if run.reference_latency:
         r = run.reference_latency
@@ -122,11 +118,11 @@ def report_markdown(run: ParityRun) -> str:
                     f"{k} {p.reference.per_class_recall[k]:.2f}->{p.artifact.per_class_recall[k]:.2f}"
                     for k in p.reference.per_class_recall if p.reference.support[k]), ""]
         if p.flipped:
-            out += [f"Flipped top-1 ({len(p.flipped)}):", "", _markdown_table(
+            out += [f"Flipped top-1 ({len(p.flipped)}):", "", markdown_table(
                 [["image", "reference", "p", "artifact", "p"]] + [[f["image"], f["reference"], f"{f['reference_probability']:.3f}",
                                                                    f["artifact"], f"{f['artifact_probability']:.3f}"] for f in p.flipped]), ""]
         if c.exit_parity:
-            out += ["Exit by exit (each against PyTorch's same exit):", "", _markdown_table(exit_rows(c)), ""]
+            out += ["Exit by exit (each against PyTorch's same exit):", "", markdown_table(exit_rows(c)), ""]
         if c.anytime:
             from edgeskin.anytime_report import markdown
 
