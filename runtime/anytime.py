@@ -19,7 +19,7 @@ import numpy as np
 from .errors import EdgeskinError, EdgeskinTypeError
 from .graph_check import PROBE_GRAY, SOFTMAX_TOLERANCE, SUM_TOLERANCE
 from .metadata import ArtifactMetadata
-from .predictions import QUANTIZED_DTYPES, Prediction, dequantize, preprocessed_batch
+from .predictions import LoadedArtifact, Prediction, as_tensor, dequantize, preprocessed_batch, ranked
 from .preprocess import ImageSource
 from .stages import LOGITS, PROBABILITIES, TOKENS, StageSpec, stage_plan
 
@@ -81,12 +81,11 @@ class AnytimePrediction(Prediction):
     seconds: float = 0.0  # model time for this image, stages run until the answer
 
 
-class AnytimePredictor:
+class AnytimePredictor(LoadedArtifact):
     """One loaded anytime artifact: `run(pixels, exit=k)` computes exit k; `predict(images, exit_policy)` stops early."""
 
     def __init__(self, path: Path, backend, metadata: ArtifactMetadata) -> None:
-        self.path, self.backend, self.metadata = path, backend, metadata
-        self.preprocess_config = metadata.contract.preprocess
+        super().__init__(path, backend, metadata)
         self.stages: list[StageSpec] = stage_plan(metadata.stages, metadata.stages)
         signatures = backend.signatures()
         self.input = _check_stages(path, metadata, self.stages, signatures)
@@ -96,14 +95,6 @@ class AnytimePredictor:
             _check_probe(path, metadata, stage.exit, self.run)
 
     @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.metadata.class_names
-
-    @property
-    def runtime(self) -> str:
-        return f"{self.backend.runtime} {self.backend.runtime_version}"
-
-    @property
     def output_specs(self) -> list:
         """The last stage's tensors behind metadata.outputs, in that order."""
         return [self._outputs[self.stages[-1].key][role] for role in self.metadata.outputs]
@@ -111,7 +102,7 @@ class AnytimePredictor:
     def _stage(self, stage: StageSpec, value: np.ndarray) -> dict[str, np.ndarray]:
         """One stage on float pixels (H,W,3) or float tokens; quantized inputs and outputs scaled here."""
         spec = self._inputs[stage.key]
-        value = _to_input(value.astype(np.float32)[None] if stage.first == 1 else value, spec)
+        value = as_tensor(value.astype(np.float32)[None] if stage.first == 1 else value, spec)
         outputs = self.backend.run_signature(stage.key, {stage.input: value})
         specs = self._outputs[stage.key]
         return {name: (_to_float(v, specs[name]) if name == TOKENS else dequantize(v, specs[name])) for name, v in outputs.items()}
@@ -166,19 +157,8 @@ class AnytimePredictor:
     def predict_pixels(self, pixels: np.ndarray, top_k: int = 3, policy: ExitPolicy | None = None) -> AnytimePrediction:
         exit, outputs, seconds = self.run_anytime(pixels, policy)
         probabilities = outputs[PROBABILITIES]
-        order = np.argsort(-probabilities)[: max(1, top_k)]
-        names = self.class_names
-        return AnytimePrediction(names[order[0]], float(probabilities[order[0]]),
-                                 tuple((names[i], float(probabilities[i])) for i in order), probabilities, outputs[LOGITS],
+        return AnytimePrediction(*ranked(probabilities, self.class_names, top_k), probabilities, outputs[LOGITS],
                                  exit=exit, seconds=seconds)
-
-
-def _to_input(value: np.ndarray, spec) -> np.ndarray:
-    """A float array as the tensor `spec` takes (quantized with its scale and zero point if integer)."""
-    if spec.dtype in QUANTIZED_DTYPES:
-        info = np.iinfo(spec.dtype)
-        value = np.clip(np.round(value / spec.scale + spec.zero_point), info.min, info.max)
-    return value.astype(spec.dtype)
 
 
 def _to_float(value: np.ndarray, spec) -> np.ndarray:

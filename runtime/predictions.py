@@ -32,10 +32,37 @@ def model_input(pixels: np.ndarray, layout: str, spec: TensorSpec) -> np.ndarray
     x = pixels.astype(np.float32)[None]
     if layout == "NCHW":
         x = x.transpose(0, 3, 1, 2)
+    return as_tensor(x, spec)
+
+
+def as_tensor(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """A float array as the tensor `spec` takes (quantized with its scale and zero point if integer)."""
     if spec.dtype in QUANTIZED_DTYPES:
         info = np.iinfo(spec.dtype)
-        x = np.clip(np.round(x / spec.scale + spec.zero_point), info.min, info.max)
-    return x.astype(spec.dtype)
+        value = np.clip(np.round(value / spec.scale + spec.zero_point), info.min, info.max)
+    return value.astype(spec.dtype)
+
+
+def ranked(probabilities: np.ndarray, names, top_k: int) -> tuple[str, float, tuple[tuple[str, float], ...]]:
+    """(label, its probability, the top_k (name, probability) pairs): what every Prediction starts with."""
+    order = np.argsort(-probabilities)[: max(1, top_k)]
+    return names[order[0]], float(probabilities[order[0]]), tuple((names[i], float(probabilities[i])) for i in order)
+
+
+class LoadedArtifact:
+    """What every predictor exposes about the file it loaded (runtime/predictor.py, runtime/anytime.py)."""
+
+    def __init__(self, path, backend, metadata) -> None:
+        self.path, self.backend, self.metadata = path, backend, metadata
+        self.preprocess_config = metadata.contract.preprocess
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.metadata.class_names
+
+    @property
+    def runtime(self) -> str:
+        return f"{self.backend.runtime} {self.backend.runtime_version}"
 
 
 def dequantize(value: np.ndarray, spec: TensorSpec) -> np.ndarray:

@@ -18,28 +18,19 @@ from .errors import EdgeskinTypeError
 from .formats import format_of, read_artifact_metadata
 from .graph_check import check_declared, check_on_probe
 from .metadata import ArtifactMetadata
-from .predictions import Prediction, dequantize, model_input, preprocessed_batch
+from .predictions import LoadedArtifact, Prediction, dequantize, model_input, preprocessed_batch, ranked
 from .preprocess import ImageSource
 
 
-class Predictor:
+class Predictor(LoadedArtifact):
     """One loaded artifact. `predict` takes image paths/bytes/arrays; `run` takes preprocessed pixels."""
 
     def __init__(self, path: Path, backend, metadata: ArtifactMetadata) -> None:
-        self.path, self.backend, self.metadata = path, backend, metadata
-        self.preprocess_config = metadata.contract.preprocess
+        super().__init__(path, backend, metadata)
         # the metadata is a claim about the graph: checked once here, so no prediction is wrong for it
         check_declared(path, metadata, backend.inputs, backend.outputs)
         self.input = backend.inputs[0]
         check_on_probe(path, metadata, backend.outputs, self.run)
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.metadata.class_names
-
-    @property
-    def runtime(self) -> str:
-        return f"{self.backend.runtime} {self.backend.runtime_version}"
 
     @property
     def output_specs(self) -> list[TensorSpec]:
@@ -69,10 +60,7 @@ class Predictor:
         if probabilities is None:
             shifted = np.exp(logits - logits.max())
             probabilities = shifted / shifted.sum()
-        order = np.argsort(-probabilities)[: max(1, top_k)]
-        names = self.class_names
-        return Prediction(names[order[0]], float(probabilities[order[0]]),
-                          tuple((names[i], float(probabilities[i])) for i in order), probabilities, logits)
+        return Prediction(*ranked(probabilities, self.class_names, top_k), probabilities, logits)
 
 
 def load(path: str | Path, threads: int | None = None, coreml_checker: bool = False, verify: bool = True) -> Predictor:
