@@ -22,7 +22,8 @@ from edgeskin.converters.quiet import log_tail, quiet_output
 from edgeskin.models.stages import Stage, StageSpec
 from edgeskin.runtime.errors import EdgeskinError
 
-ANYTIME_RECIPES = ("fp32", "fp16", "dynamic", "int8-mixed")  # the default set (`convert --exits`); every TFLite recipe builds
+# the default recipes of `convert --exits` per target; every recipe of either target builds
+ANYTIME_RECIPES = {"tflite": ("fp32", "fp16", "dynamic", "int8-mixed"), "coreml": ("fp32", "fp16", "w8", "palettize6", "palettize4")}
 
 
 def export_stages(model, plan: list[StageSpec], example: np.ndarray, log: Path) -> bytes:

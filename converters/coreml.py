@@ -41,7 +41,7 @@ MINIMUM_DEPLOYMENT_TARGET = "iOS16"  # also macOS 13; the constexpr weight ops o
 
 
 @contextlib.contextmanager
-def _coremltools(log: Path):
+def coremltools_quietly(log: Path):
     """Import coremltools with its version warnings and progress bars sent to the log."""
     with quiet_output(log), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -51,7 +51,7 @@ def _coremltools(log: Path):
         yield ct
 
 
-def _image_input(ct, shape: tuple[int, ...]):
+def image_input(ct, shape: tuple[int, ...]):
     """The image input at the example's shape (1, 3, size, size): the size the model was loaded with."""
     return ct.ImageType(name=INPUT_NAME, shape=shape, color_layout=ct.colorlayout.RGB)
 
@@ -67,11 +67,10 @@ def _frontends(wrapper, dummy):
         yield "torch.jit.trace", torch.jit.trace(wrapper, dummy)
 
 
-def _program(ct, source, precision: str, shape: tuple[int, ...]):
-    """The captured model as an ML Program without classifier (probabilities, logits: OUTPUT_ROLES)."""
-    return ct.convert(source, inputs=[_image_input(ct, shape)],
-                      outputs=[ct.TensorType(name=name, dtype=np.float32) for name in OUTPUT_ROLES],
-                      convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+def program(ct, source, precision: str, inputs: list, outputs: tuple[str, ...] = OUTPUT_ROLES, target: str = "iOS16"):
+    """The captured model as an ML Program without classifier, float32 outputs in the order named."""
+    return ct.convert(source, inputs=inputs, outputs=[ct.TensorType(name=name, dtype=np.float32) for name in outputs],
+                      convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, target),
                       compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
 
 
@@ -91,22 +90,35 @@ def _as_classifier(ct, model, class_names, shape: tuple[int, ...]):
     list does not serialize back) nor convert a float16 one with extra outputs in one call."""
     program = model._mil_program
     program.functions["main"].set_output_types(None)
-    return ct.convert(program, inputs=[_image_input(ct, shape)], convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+    return ct.convert(program, inputs=[image_input(ct, shape)], convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                       compute_precision=ct.precision.FLOAT32,  # keeps the program's own (float16) precision as it is
                       classifier_config=ct.ClassifierConfig(list(class_names), predicted_feature_name=LABEL_NAME,
                                                             predicted_probabilities_output="probabilities"))
 
 
-def _float_programs(ct, wrapper, dummy, recipes: list[str]) -> tuple[str, dict]:
+def float_programs(ct, wrapper, dummy, recipes: list[str], inputs: list, outputs: tuple[str, ...] = OUTPUT_ROLES,
+                   target: str = "iOS16") -> tuple[str, dict]:
     """(frontend used, {"fp32"/"fp16": program}) for the precisions the recipes need."""
     precisions = sorted({"fp32" if r == "fp32" else "fp16" for r in recipes})
     failure = None
     for frontend, source in _frontends(wrapper, dummy):
         try:
-            return frontend, {precision: _program(ct, source, precision, tuple(dummy.shape)) for precision in precisions}
+            return frontend, {precision: program(ct, source, precision, inputs, outputs, target) for precision in precisions}
         except Exception as exc:  # noqa: BLE001 - the next frontend may succeed
             failure = exc
     raise failure
+
+
+def compressed(ct, programs: dict, recipe: str):
+    """The recipe's program: a float one as converted, else the float16 one compressed."""
+    return programs[recipe] if recipe in programs else _compress(ct, programs["fp16"], recipe)
+
+
+def failure(recipe: str, exc: Exception, log: Path) -> EdgeskinError:
+    """What a coremltools exception on a recipe becomes: one line with the end of its log."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    tail = log_tail(log) if log.exists() else "-"  # the log lives in the staging folder, removed on failure
+    return EdgeskinError(f"coremltools failed on recipe {recipe}: {type(exc).__name__}: {first} (last coremltools output: {tail})")
 
 
 def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[str], example: np.ndarray,
@@ -119,20 +131,16 @@ def convert_coreml(model: SkinViT, exit: int | None, class_names, recipes: list[
     written = {}
     recipe = "(capturing the model)"
     try:
-        with _coremltools(log) as ct:
-            frontend, programs = _float_programs(ct, wrapper, dummy, recipes)
+        with coremltools_quietly(log) as ct:
+            frontend, programs = float_programs(ct, wrapper, dummy, recipes, [image_input(ct, tuple(dummy.shape))])
             for recipe in recipes:
-                converted = programs[recipe] if recipe in programs else _compress(ct, programs["fp16"], recipe)
                 path = work / f"{recipe}.mlpackage"
-                save_package(_as_classifier(ct, converted, class_names, tuple(dummy.shape)), path)
+                save_package(_as_classifier(ct, compressed(ct, programs, recipe), class_names, tuple(dummy.shape)), path)
                 written[recipe] = path
     except EdgeskinError:
         raise
     except Exception as exc:  # coremltools raises plain exceptions of many kinds
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        tail = log_tail(log) if log.exists() else "-"  # the log lives in the staging folder, removed on failure
-        raise EdgeskinError(f"coremltools failed on recipe {recipe}: {type(exc).__name__}: {first} "
-                            f"(last coremltools output: {tail})") from None
+        raise failure(recipe, exc, log) from None
     return written, frontend
 
 
@@ -161,19 +169,40 @@ def save_package(model, path: Path) -> None:
 def embed_coreml_metadata(source: Path, metadata: ArtifactMetadata, destination: Path) -> None:
     """Copy a package to `destination` with author, licence, version, description and the edgeskin JSON."""
     log = destination.parent / ".coremltools-metadata.log"
-    with _coremltools(log) as ct:
+    with coremltools_quietly(log) as ct:
         model = ct.models.MLModel(str(source), skip_model_load=True)
         model.author = descriptions.AUTHOR
         model.license = descriptions.LICENSE
-        size = metadata.input.shape[-1]  # NCHW
-        model.short_description = descriptions.description(metadata, [LABEL_NAME, f"{LABEL_NAME}_probs", "logits"])
         model.version = descriptions.model_version(metadata)
-        model.input_description[INPUT_NAME] = f"RGB dermoscopy image, {size}x{size}, 0-255"
-        model.output_description[LABEL_NAME] = "most probable class (" + ", ".join(metadata.class_names) + ")"
-        model.output_description[f"{LABEL_NAME}_probs"] = "probability of each class"
-        model.output_description["logits"] = "class logits, in the order " + ", ".join(metadata.class_names)
+        if metadata.stages:
+            _describe_stages(model, metadata)
+        else:
+            model.short_description = descriptions.description(metadata, [LABEL_NAME, f"{LABEL_NAME}_probs", "logits"])
+            texts = _feature_descriptions(metadata)
+            model.input_description[INPUT_NAME] = texts[INPUT_NAME]
+            for name in (LABEL_NAME, f"{LABEL_NAME}_probs", "logits"):
+                model.output_description[name] = texts[name]
         model.user_defined_metadata[METADATA_NAME] = metadata.to_json()
         save_package(model, destination)
     log.unlink(missing_ok=True)
     if not destination.is_dir():
         raise EdgeskinError.about(destination, "coremltools did not write the package")
+
+
+def _feature_descriptions(metadata: ArtifactMetadata) -> dict[str, str]:
+    size, classes = metadata.input.shape[-1], ", ".join(metadata.class_names)  # NCHW
+    return {INPUT_NAME: f"RGB dermoscopy image, {size}x{size}, 0-255", LABEL_NAME: f"most probable class ({classes})",
+            f"{LABEL_NAME}_probs": "probability of each class", "probabilities": f"probability of each class, in the order {classes}",
+            "logits": f"class logits, in the order {classes}", "tokens": "the previous stage's next_tokens",
+            "next_tokens": "hidden state for the next stage's tokens"}
+
+
+def _describe_stages(model, metadata: ArtifactMetadata) -> None:
+    """A multifunction (anytime) package: the model's and every function's features described."""
+    model.short_description = (descriptions.description(metadata, ["probabilities", "logits"]) + " Anytime package: "
+                               f"one function per stage ({', '.join(f'exit_{k}' for k in metadata.stages)}); run them in "
+                               "order, feeding each next_tokens to the next, and stop at the first confident exit.")
+    texts = _feature_descriptions(metadata)
+    for function in model._spec.description.functions:  # coremltools 9 has no API for function descriptions
+        for feature in (*function.input, *function.output):
+            feature.shortDescription = texts.get(feature.name, "")

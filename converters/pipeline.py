@@ -161,18 +161,18 @@ def _finish(request: ConvertRequest, fmt: Format, exit: int, converted: Converte
 
 def _finish_anytime(request: ConvertRequest, fmt: Format, exit: int, converted: Converted, staging: Path,
                     images: VerificationImages, versions: dict) -> tuple[ArtifactCheck, ManifestEntry]:
-    """An anytime file: the edgeskin entry (no TFLite Metadata: MediaPipe cannot run stages), every
-    exit checked, then the exit policy chosen on the verdict images and stored beside it."""
+    """An anytime file: the edgeskin metadata (for .tflite without TFLite Metadata: MediaPipe cannot
+    run stages), every exit checked, then the exit policy chosen on the verdict images and stored beside it."""
     from edgeskin.anytime_policy import DEFAULT_BUDGET, MELANOMA_BUDGET, choose_policy
-    from edgeskin.converters.tflite import embed_metadata
-    from edgeskin.runtime.backends import TFLiteBackend
     from edgeskin.verification import check_anytime
 
-    pixels = TFLiteBackend(converted.probe).signatures()[f"exit_{converted.stages[0]}"]["inputs"]["pixels"]
+    embed = resolve(ANYTIME_EMBED[fmt.target])
+    backend = fmt.open_backend(converted.probe, None, True)
+    pixels = backend.inputs[0] if fmt.target == "coreml" else backend.signatures()[f"exit_{converted.stages[0]}"]["inputs"]["pixels"]
     meta = _metadata(request, fmt, exit, converted, _input_contract(pixels, fmt.layout), versions)
-    name = anytime_name(request.loaded.config.arch, converted.stages, converted.recipe.name)
-    (staging / name).write_bytes(embed_metadata(converted.probe.read_bytes(), meta))
-    check, probabilities = check_anytime(load_artifact(staging / name, verify=False), images)
+    name = anytime_name(request.loaded.config.arch, converted.stages, converted.recipe.name, fmt.suffix)
+    embed(converted.probe, meta, staging / name)
+    check, probabilities = check_anytime(load_artifact(staging / name, verify=False, coreml_checker=True), images)
     policy, outcome, full = choose_policy(probabilities, images.labels, images.class_names, DEFAULT_BUDGET)
     anytime = {"measure": policy.measure, "thresholds": {str(k): v for k, v in policy.thresholds.items()},
                "chosen_on": images.source, "budget": f"BMA loss <= {DEFAULT_BUDGET * 100:g} point, melanoma sensitivity loss "
@@ -180,12 +180,27 @@ def _finish_anytime(request: ConvertRequest, fmt: Format, exit: int, converted: 
                "on_those_images": {"bma": outcome.bma, "full_depth_bma": full.bma, "mean_blocks": outcome.blocks,
                                    "exits": outcome.histogram(converted.stages)}}
     meta = replace(meta, anytime=anytime)
-    (staging / name).write_bytes(embed_metadata(converted.probe.read_bytes(), meta))
+    if fmt.is_package:
+        shutil.rmtree(staging / name)
+    embed(converted.probe, meta, staging / name)
     return _ship(fmt, exit, converted, staging, name, replace(check, metadata=meta), meta)
 
 
-def anytime_name(model: str, stages: tuple[int, ...], recipe: str) -> str:
-    return f"{model}-anytime-e{'-'.join(map(str, stages))}-{recipe}.tflite"
+# How an anytime file's metadata is embedded ("module:function", as runtime/formats.py's embed column)
+ANYTIME_EMBED = {"tflite": "edgeskin.converters.tflite:embed_edgeskin_entry", "coreml": "edgeskin.converters.coreml:embed_coreml_metadata"}
+
+
+def anytime_name(model: str, stages: tuple[int, ...], recipe: str, suffix: str = ".tflite") -> str:
+    return f"{model}-anytime-e{'-'.join(map(str, stages))}-{recipe}{suffix}"
+
+
+def minimum_deployment_target(fmt: Format, converted: Converted) -> str | None:
+    """The Core ML release a package needs (multifunction anytime packages need Core ML 8)."""
+    from edgeskin.converters import coreml_anytime
+
+    if fmt.target != "coreml":
+        return None
+    return coreml_anytime.MINIMUM_DEPLOYMENT_TARGET if converted.stages else MINIMUM_DEPLOYMENT_TARGET
 
 
 def _ship(fmt: Format, exit: int, converted: Converted, staging: Path, name: str, check: ArtifactCheck,
@@ -199,7 +214,7 @@ def _ship(fmt: Format, exit: int, converted: Converted, staging: Path, name: str
     entry = ManifestEntry(name, fmt.target, converted.recipe.name, converted.recipe.description, check.verdict,
                           check.failures, size, digest, round(converted.seconds, 2), exit, list(meta.class_names),
                           meta.input.__dict__, list(meta.outputs), check.parity.to_dict(),
-                          MINIMUM_DEPLOYMENT_TARGET if fmt.target == "coreml" else None, list(converted.notes),
+                          minimum_deployment_target(fmt, converted), list(converted.notes),
                           route=converted.route, stages=list(converted.stages),
                           exit_parity={str(k): p.to_dict() for k, p in check.exit_parity.items() if k != exit})
     return replace(check, path=Path(name)), entry
@@ -292,9 +307,26 @@ def _convert_anytime(request, exit, staging, images, calibration, report) -> lis
     return converted
 
 
-# (target, TFLite route) -> its converter
+def _convert_coreml_anytime(request, exit, staging, images, calibration, report) -> list[Converted]:
+    """Anytime packages (--exits): the stages as functions of one .mlpackage per recipe (converters/coreml_anytime.py)."""
+    from edgeskin.converters.coreml_anytime import convert_coreml_stages
+    from edgeskin.runtime.stages import stage_plan
+
+    plan = stage_plan(request.loaded.config.exit_blocks, request.exits)
+    recipes = request.recipes["coreml"]
+    began = time.perf_counter()
+    with stage(report, f"coremltools: converting {len(plan)} stages (" + ", ".join(r.name for r in recipes) + ")"):
+        packages, frontend = convert_coreml_stages(request.loaded.model, plan, [r.name for r in recipes], images.pixels[0],
+                                                   staging / ".work")
+    seconds = (time.perf_counter() - began) / len(recipes)
+    return [Converted(recipe, packages[recipe.name], seconds, "coremltools", (f"captured with {frontend}",),
+                      stages=tuple(s.exit for s in plan)) for recipe in recipes]
+
+
+# (target, route) -> its converter; "anytime" is the route of --exits
+
 CONVERTERS = {("tflite", "litert"): _convert_tflite, ("tflite", "onnx2tf"): _convert_tflite_onnx2tf, ("tflite", "anytime"): _convert_anytime,
-              ("onnx", None): _convert_onnx, ("coreml", None): _convert_coreml}
+              ("onnx", None): _convert_onnx, ("coreml", None): _convert_coreml, ("coreml", "anytime"): _convert_coreml_anytime}
 
 
 def convert(request: ConvertRequest, report=print) -> tuple[Path, Manifest, list[ArtifactCheck]]:
@@ -316,7 +348,7 @@ def convert(request: ConvertRequest, report=print) -> tuple[Path, Manifest, list
         checks, entries = [], []
         for target, recipes in request.recipes.items():
             fmt = format_for_target(target)
-            route = ("anytime" if request.exits else request.route) if target == "tflite" else None
+            route = "anytime" if request.exits else request.route if target == "tflite" else None
             converter = CONVERTERS[(target, route)]
             for converted in converter(request, exit, staging, images, calibration, report) if recipes else []:
                 check, entry = _finish(request, fmt, exit, converted, staging, images, versions)

@@ -138,6 +138,11 @@ def embed_metadata(tflite: bytes, metadata: ArtifactMetadata) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def embed_edgeskin_entry(probe: Path, metadata: ArtifactMetadata, destination: Path) -> None:
+    """An anytime file's embed: the edgeskin entry only (MediaPipe cannot run stages: no TFLite Metadata)."""
+    destination.write_bytes(embed_metadata(probe.read_bytes(), metadata))
+
+
 def embed_metadata_file(probe: Path, metadata: ArtifactMetadata, destination: Path) -> None:
     """The format table's embed column (runtime/formats.py): the edgeskin entry, then TFLite
     Metadata and labels.txt. In that order: MediaPipe's writer appends the label file after the

@@ -16,6 +16,7 @@ import numpy as np
 from edgeskin.anytime_policy import GRID, AnytimeOutcome, simulate
 from edgeskin.markdown import markdown_table
 from edgeskin.runtime.anytime import ExitPolicy
+from edgeskin.runtime.coreml import CHECKER_LABEL
 
 PASSES = 3
 
@@ -29,6 +30,7 @@ class AnytimeMeasurement:
     labels: np.ndarray
     class_names: tuple[str, ...]
     stored: ExitPolicy | None  # the file's own thresholds (None: none stored)
+    runtime: str = ""  # what ran the stages (the predictor's runtime)
 
     def _latency_ms(self, outcome: AnytimeOutcome) -> np.ndarray:
         index = np.searchsorted(self.stages, outcome.exits)
@@ -55,7 +57,7 @@ class AnytimeMeasurement:
         return {"stored_thresholds": {str(k): v for k, v in self.stored.thresholds.items()} if self.stored else None,
                 "measure": self.stored.measure if self.stored else None, "at_stored": stored, "full_depth": full,
                 "mean_latency_ratio": stored["mean_ms"] / full["mean_ms"] if stored else None,
-                "noise": self.noise, "passes": PASSES, "curve": self.curve(), "fixed_exits": self.fixed_exits()}
+                "noise": self.noise, "passes": PASSES, "runtime": self.runtime, "curve": self.curve(), "fixed_exits": self.fixed_exits()}
 
 
 def measure(predictor, pixels: np.ndarray, labels: np.ndarray, class_names, probabilities: dict[int, np.ndarray]) -> AnytimeMeasurement:
@@ -66,7 +68,7 @@ def measure(predictor, pixels: np.ndarray, labels: np.ndarray, class_names, prob
     except Exception:  # noqa: BLE001 - a file without stored thresholds still gets its curve
         stored = None
     return AnytimeMeasurement(tuple(predictor.metadata.stages), np.median(passes, axis=0), float(totals.max() / totals.min()),
-                              probabilities, labels, tuple(class_names), stored)
+                              probabilities, labels, tuple(class_names), stored, predictor.runtime)
 
 
 def summary_rows(measurement: AnytimeMeasurement) -> list[list[str]]:
@@ -87,8 +89,11 @@ def summary_sentences(measurement: AnytimeMeasurement) -> list[str]:
     verdict = (f"stored thresholds ({data['measure']}) {data['stored_thresholds']}: mean latency "
                f"{data['mean_latency_ratio']:.2f}x the full depth's, BMA {stored['bma'] - full['bma']:+.4f}, melanoma "
                f"sensitivity {stored['melanoma_sensitivity'] - full['melanoma_sensitivity']:+.3f}" if stored else "no thresholds stored")
-    return [verdict, f"every stage timed on every image, median of {data['passes']} passes; the passes differ by up to "
-                     f"{(data['noise'] - 1) * 100:.0f}% in total time"]
+    timing = (f"every stage timed on every image with {data['runtime']}, median of {data['passes']} passes; the passes "
+              f"differ by up to {(data['noise'] - 1) * 100:.0f}% in total time")
+    if data["runtime"].startswith(CHECKER_LABEL):
+        timing += " (the checker's times rank the policies, a phone's are Core ML's: measure those in Xcode)"
+    return [verdict, timing]
 
 
 def markdown(name: str, measurement: AnytimeMeasurement, png: str) -> list[str]:

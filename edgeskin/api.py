@@ -90,8 +90,9 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
     (litert-torch + ai-edge-quantizer) or "onnx2tf" (its own environment: `make install-onnx2tf`).
     model_version: the version the artifacts carry (Core ML versionString, TFLite Metadata); default:
     the first 12 hex digits of the source checkpoint's sha256.
-    exits: "all" or exit blocks (e.g. [2, 4, 6]): anytime files instead, one .tflite per recipe with
-    a stage per exit, so the runtime can stop early (runtime/anytime.py); TFLite, litert route only.
+    exits: "all" or exit blocks (e.g. [2, 4, 6]): anytime files instead, one per recipe with a stage
+    per exit, so the runtime can stop early (runtime/anytime.py): a .tflite with a signature per
+    stage (litert route), or a multifunction .mlpackage (Core ML 8: iOS 18, macOS 15).
     """
     from edgeskin.converters.artifacts import check_output_folder
     from edgeskin.converters.descriptions import check_model_version
@@ -99,12 +100,13 @@ def convert(model, *, target: str = "tflite", recipes: Sequence[str] | str | Non
     from edgeskin.converters.pipeline import convert as run_conversion
     from edgeskin.converters.recipes import recipes_for
 
-    if exits is not None:  # anytime files: TFLite of the litert route, the recipes they can be built with
+    if exits is not None:  # anytime files: TFLite of the litert route or Core ML, the recipes they can be built with
         from edgeskin.converters.anytime import ANYTIME_RECIPES
 
-        if target != "tflite" or route != "litert":
-            raise EdgeskinError("--exits: anytime files are TFLite files of the litert route (--target tflite)")
-        recipes = list(ANYTIME_RECIPES) if recipes is None else recipes
+        if target not in ANYTIME_RECIPES or (target == "tflite" and route != "litert"):
+            raise EdgeskinError("--exits: anytime files are TFLite files of the litert route (--target tflite) or Core ML "
+                                "packages (--target coreml)")
+        recipes = list(ANYTIME_RECIPES[target]) if recipes is None else recipes
     chosen = recipes_for(target, ",".join(recipes) if isinstance(recipes, (list, tuple)) else recipes, route)
     version = check_model_version(model_version) if model_version is not None else ""
     loaded = load_model(model, classes=classes, mean=mean, std=std, crop_border=crop_border, input_size=input_size)

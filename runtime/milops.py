@@ -3,7 +3,8 @@
 Each op takes its resolved inputs (name -> value, or list for variadic inputs) and returns its
 outputs as a tuple. Arithmetic is done in float32; the executor rounds every result to the
 type the program declares (float16 programs are rounded at each op, as Core ML stores them).
-Weight decompression (constexpr_*) follows the iOS 16 op definitions.
+Weight decompression (constexpr_*) follows the iOS 16 op definitions, and iOS 18's where they
+differ (the opset of multifunction packages).
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def softmax(x, axis=-1):
     x = _f32(x)
     shifted = np.exp(x - x.max(axis=int(axis), keepdims=True))
     return shifted / shifted.sum(axis=int(axis), keepdims=True),
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None):
+    """iOS18: softmax(Q K^T / sqrt(E) + mask) V; a boolean mask keeps where True."""
+    query, key = _f32(query), _f32(key)
+    scores = query @ np.swapaxes(key, -1, -2) / np.sqrt(np.float32(query.shape[-1]))
+    if attn_mask is not None:
+        mask = np.asarray(attn_mask)
+        scores = np.where(mask, scores, -np.inf) if mask.dtype == bool else scores + _f32(mask)
+    return softmax(scores, -1)[0] @ _f32(value),
 
 
 def layer_norm(x, axes, gamma=None, beta=None, epsilon=1e-5):
@@ -171,9 +182,13 @@ def unpack_indices(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     return bitstream.reshape(count, bits).astype(np.int64) @ weights
 
 
-def constexpr_lut_to_dense(lut, indices, shape):
-    """iOS16: a 2^n-entry palette and packed n-bit indices -> a dense tensor of `shape`."""
+def constexpr_lut_to_dense(lut, indices, shape=None, vector_axis=None):
+    """A palette and n-bit indices -> a dense tensor. iOS16 (attributes): one 2^n-entry palette,
+    packed indices and the `shape`; iOS18 (inputs): unpacked indices of the weight's shape and a
+    palette per block, lut shaped (blocks per axis..., 2^n, 1)."""
     lut = np.asarray(lut)
+    if shape is None:
+        return _lut_per_block(lut, np.asarray(indices).astype(np.int64)),
     shape = tuple(int(s) for s in np.atleast_1d(shape))
     bits = int(np.log2(lut.size))
     if lut.ndim != 1 or 1 << bits != lut.size:
@@ -182,6 +197,37 @@ def constexpr_lut_to_dense(lut, indices, shape):
     if np.asarray(indices).size * 8 < count * bits:
         raise EdgeskinError(f"palettized weight has {np.asarray(indices).size} index bytes, needs {count * bits / 8:g}")
     return lut[unpack_indices(indices, bits, count)].reshape(shape),
+
+
+def _lut_per_block(lut: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    if lut.ndim != indices.ndim + 2 or lut.shape[-1] != 1:
+        raise EdgeskinError(f"unsupported palette of shape {lut.shape} for a {indices.ndim}-D weight "
+                            "(expected blocks per axis, entries, 1: vector palettes are not supported)")
+    blocks = [np.arange(n) // _block_size(n, b) for n, b in zip(indices.shape, lut.shape[:-2], strict=True)]
+    return lut[..., 0][(*np.ix_(*blocks), indices)]
+
+
+def _block_size(length: int, blocks: int) -> int:
+    if blocks < 1 or length % blocks:
+        raise EdgeskinError(f"{blocks} blocks do not divide an axis of {length}")
+    return length // blocks
+
+
+def _per_block(value, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-block parameter (scale, offset) repeated to the full tensor's shape."""
+    value = _f32(value)
+    if value.ndim != len(shape):
+        raise EdgeskinError(f"a parameter of shape {value.shape} for a {len(shape)}-D weight")
+    for axis, (length, blocks) in enumerate(zip(shape, value.shape, strict=True)):
+        value = np.repeat(value, _block_size(length, blocks), axis=axis)
+    return value
+
+
+def constexpr_blockwise_shift_scale(data, scale, offset=None):
+    """iOS18: w = scale * (data - offset), scale and offset per block of the weight."""
+    data = np.asarray(data).astype(np.float32)
+    shifted = data - _per_block(offset, data.shape) if offset is not None else data
+    return shifted * _per_block(scale, data.shape),
 
 
 def _binary(function):
@@ -200,8 +246,8 @@ OPS = {
     "sqrt": lambda x: (np.sqrt(_f32(x)),),
     "rsqrt": lambda x, epsilon=1e-12: (1.0 / np.sqrt(_f32(x) + np.float32(epsilon)),),
     "reduce_mean": lambda x, axes=None, keep_dims=False: (np.mean(_f32(x), axis=tuple(_axis_list(axes)), keepdims=bool(keep_dims)),),
-    "gelu": gelu, "softmax": softmax, "layer_norm": layer_norm, "batch_norm": batch_norm, "linear": linear,
+    "gelu": gelu, "softmax": softmax, "scaled_dot_product_attention": scaled_dot_product_attention, "layer_norm": layer_norm, "batch_norm": batch_norm, "linear": linear,
     "matmul": matmul, "conv": conv, "slice_by_index": slice_by_index, "split": split, "concat": concat, "cast": cast,
     "classify": classify, "constexpr_affine_dequantize": constexpr_affine_dequantize,
-    "constexpr_lut_to_dense": constexpr_lut_to_dense,
+    "constexpr_lut_to_dense": constexpr_lut_to_dense, "constexpr_blockwise_shift_scale": constexpr_blockwise_shift_scale,
 }

@@ -18,10 +18,12 @@ import numpy as np
 
 from . import protowire as pw
 from .errors import EdgeskinError
+from .milops import unpack_indices
 
 MIL_DTYPES = {1: "bool", 2: "string", 10: "float16", 11: "float32", 12: "float64", 21: "int8", 22: "int16", 23: "int32",
               24: "int64", 31: "uint8", 32: "uint16", 33: "uint32", 34: "uint64"}
 SUB_BYTE_DTYPES = {25: "int4", 35: "uint4", 36: "uint2", 37: "uint1", 38: "uint6", 39: "uint3"}
+SUB_BYTE_BITS = {"int4": 4, "uint4": 4, "uint2": 2, "uint1": 1, "uint6": 6, "uint3": 3}
 BLOB_SENTINEL = 0xDEADBEEF
 
 
@@ -67,7 +69,9 @@ class CoreMLPackage:
     inputs: tuple[Feature, ...]
     outputs: tuple[Feature, ...]
     predicted_probabilities: str  # the classifier's class -> probability output
-    program: MilProgram
+    program: MilProgram  # the function read (read_package's `function`)
+    functions: tuple[str, ...] = ()  # a multifunction package's functions; () when it has only main
+    function: str = "main"
 
 
 def model_file(package: Path) -> Path:
@@ -110,12 +114,23 @@ class _BlobReader:
             raise EdgeskinError.about(self.source, f"{where} is truncated (tensor at {start}+{size} past its end, {len(data)} bytes)")
         raw = data[start : start + size]
         if info.dtype in SUB_BYTE_DTYPES.values():
-            return np.frombuffer(raw, np.uint8).copy()  # unpacked by the op that uses it
+            return sub_byte_values(raw, info, self.source)
         count = int(np.prod(info.shape)) if info.shape else 1
         if count * np.dtype(info.dtype).itemsize != size:
             raise EdgeskinError.about(self.source, f"{where}: tensor at {offset} has {size} bytes, its type needs "
                                       f"{count * np.dtype(info.dtype).itemsize}")
         return np.frombuffer(raw, info.dtype).reshape(info.shape).copy()
+
+
+def sub_byte_values(raw: bytes, info: TensorInfo, source) -> np.ndarray:
+    """A packed sub-byte tensor (int4, uint4, ...; iOS18 palette indices) unpacked to its shape."""
+    bits, count = SUB_BYTE_BITS[info.dtype], int(np.prod(info.shape)) if info.shape else 0
+    if info.shape is None or len(raw) * 8 < count * bits:
+        raise EdgeskinError.about(source, f"a {info.dtype} tensor of {len(raw)} bytes cannot hold shape {info.shape}")
+    values = unpack_indices(np.frombuffer(raw, np.uint8), bits, count)
+    if info.dtype == "int4":
+        values = np.where(values >= 8, values - 16, values)
+    return values.astype(np.int8 if info.dtype == "int4" else np.uint8).reshape(info.shape)
 
 
 def _value_type(fields: pw.Fields, source) -> TensorInfo:
@@ -147,7 +162,7 @@ def _tensor_value(fields: pw.Fields, info: TensorInfo, source):
     if 7 in fields:  # raw bytes, interpreted by the declared type
         raw = pw.first(pw.message(fields, 7, source), 1, b"")
         if info.dtype in SUB_BYTE_DTYPES.values():
-            return np.frombuffer(raw, np.uint8).copy()
+            return sub_byte_values(raw, info, source)
         array = np.frombuffer(raw, info.dtype).copy()
     elif 1 in fields:
         array = np.array(_repeated(pw.message(fields, 1, source), pw.packed_floats), np.float32)
@@ -203,15 +218,15 @@ def _operation(data: bytes, blobs: _BlobReader, source) -> MilOp:
     return MilOp(pw.text(fields, 1), inputs, tuple(n for n, _ in outputs), tuple(i for _, i in outputs), attributes)
 
 
-def _program(fields: pw.Fields, blobs: _BlobReader, source) -> MilProgram:
+def _program(fields: pw.Fields, blobs: _BlobReader, source, name: str = "main") -> MilProgram:
     functions = pw.string_map(fields, 2, source)
-    if "main" not in functions:
-        raise EdgeskinError.about(source, "its ML Program has no 'main' function")
-    function = pw.parse(functions["main"], source)
+    if name not in functions:
+        raise EdgeskinError.about(source, f"its ML Program has no '{name}' function (it has: {', '.join(functions) or 'none'})")
+    function = pw.parse(functions[name], source)
     opset = pw.text(function, 2)
     blocks = pw.string_map(function, 3, source)
     if opset not in blocks:
-        raise EdgeskinError.about(source, f"its main function has no block for opset {opset}")
+        raise EdgeskinError.about(source, f"its {name} function has no block for opset {opset}")
     block = pw.parse(blocks[opset], source)
     ops = tuple(_operation(op, blobs, source) for op in block.get(3, []))
     outputs = tuple(o.decode("utf-8") for o in block.get(2, []))
@@ -234,16 +249,38 @@ def _parsed_model(package: Path) -> tuple[pw.Fields, Path]:
     return pw.parse(path.read_bytes(), path), path
 
 
-def read_package(package: str | Path) -> CoreMLPackage:
+def _function_descriptions(description: pw.Fields, source) -> dict[str, pw.Fields]:
+    """A multifunction package's FunctionDescriptions by name (ModelDescription.functions, field 20)."""
+    return {pw.text(f, 1): f for f in pw.messages(description, 20, source)}
+
+
+def read_package(package: str | Path, function: str | None = None) -> CoreMLPackage:
+    """The package's main function, or in a multifunction package the one named (default: its default function)."""
     package = Path(package)
     model, path = _parsed_model(package)
     description = pw.message(model, 2, path)
     if 502 not in model:
         raise EdgeskinError.about(package, "is not an ML Program (neural-network .mlmodel formats are not supported)")
     blobs = _BlobReader(path.parent, package)
-    program = _program(pw.message(model, 502, path), blobs, package)
-    return CoreMLPackage(package, _features(description.get(1, []), path), _features(description.get(10, []), path),
-                         pw.text(description, 12), program)
+    described = _function_descriptions(description, path)
+    if described:  # FunctionDescription: input 2, output 3, predictedProbabilitiesName 5
+        function = function or pw.text(description, 21)
+        if function not in described:
+            raise EdgeskinError.about(package, f"has no function {function!r} (it has: {', '.join(described)})")
+        fields, numbers = described[function], (2, 3, 5)
+    elif function not in (None, "main"):
+        raise EdgeskinError.about(package, f"has one function, main; asked for {function!r}")
+    else:
+        function, fields, numbers = "main", description, (1, 10, 12)
+    program = _program(pw.message(model, 502, path), blobs, package, function)
+    return CoreMLPackage(package, _features(fields.get(numbers[0], []), path), _features(fields.get(numbers[1], []), path),
+                         pw.text(fields, numbers[2]), program, tuple(described), function)
+
+
+def package_functions(package: str | Path) -> tuple[str, ...]:
+    """The function names of a multifunction package; () for a package with only main (cheap: no weights read)."""
+    model, path = _parsed_model(Path(package))
+    return tuple(_function_descriptions(pw.message(model, 2, path), path))
 
 
 def read_package_metadata(package: str | Path) -> dict[str, str]:

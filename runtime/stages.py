@@ -5,7 +5,7 @@ and the runtime (runtime/anytime.py); torch-free.
 Stage k runs the blocks after the previous exit up to exit k and that exit's head. In a .tflite
 file each stage is a signature `exit_<k>`: the first takes `pixels` (0..255), the others the
 previous stage's `tokens`; every stage returns `probabilities` and `logits`, all but the last
-also `tokens` for the next.
+also `tokens` for the next. A Core ML package holds the same stages as functions (COREML_NAMES).
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from .errors import EdgeskinError
 
 TOKENS, PROBABILITIES, LOGITS = "tokens", "probabilities", "logits"
+# A Core ML anytime package (converters/coreml_anytime.py) has a function per stage, named like the
+# signatures; Core ML forbids one name as a function's input and output, and its image input is
+# `image` as in every edgeskin package: the stage names that differ there
+COREML_NAMES = {"pixels": "image", TOKENS: "next_tokens"}
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,7 @@ def test_exits_refuses_what_anytime_files_cannot_be(tmp_path):
     from edgeskin.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(perturbed_model("skindistilvit-ti2-exits"), tmp_path / "m.safetensors")
-    for flags, fragment in ((["--target", "coreml"], "TFLite files of the litert route"),
+    for flags, fragment in ((["--target", "onnx"], "TFLite files of the litert route (--target tflite) or Core ML"),
                             (["--route", "onnx2tf"], "TFLite files of the litert route"),
                             (["--exits", "5"], "no exit after block 5"),
                             (["--exits", "x"], "expected 'all' or exit blocks")):

@@ -21,8 +21,9 @@ def add_parsers(sub) -> None:
                    help="TFLite converter: litert (litert-torch + ai-edge-quantizer, default) or onnx2tf (its own "
                    "environment: make install-onnx2tf)")
     p.add_argument("--exit", type=int, default=None, help="exit head to export (default: the final head)")
-    p.add_argument("--exits", default=None, help="anytime files instead: 'all' or exit blocks like 2,4,6; one .tflite per "
-                   "recipe with a stage per exit, so the device can stop early (edgeskin-pi --anytime)")
+    p.add_argument("--exits", default=None, help="anytime files instead: 'all' or exit blocks like 2,4,6; one file per "
+                   "recipe with a stage per exit, so the device can stop early (edgeskin-pi --anytime): a .tflite with a "
+                   "signature per stage, or a multifunction .mlpackage (iOS 18 / macOS 15)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: dist/<model>)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--model-version", default=None, help="version the artifacts carry (Core ML versionString, TFLite "

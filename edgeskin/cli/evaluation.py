@@ -71,6 +71,13 @@ def _artifact_info(path: Path, as_json: bool) -> int:
     print(f"{path}  ({meta.target} {meta.recipe}, {meta.model} exit {meta.exit})")
     print(f"tensor     {meta.input.layout} {'x'.join(map(str, meta.input.shape))} {meta.input.dtype}")
     print("\n".join(meta.contract.describe()))
+    if meta.stages:
+        kind = "a function" if meta.target == "coreml" else "a signature"
+        print(f"stages     {', '.join(f'exit_{k}' for k in meta.stages)} ({kind} each: run in order, stop at a confident exit)")
+        stored = (meta.anytime or {}).get("thresholds", {})
+        if stored:
+            print(f"policy     {meta.anytime.get('measure', 'top1')} >= " + ", ".join(f"{v:g} at exit {k}" for k, v in stored.items())
+                  + f" (chosen on {meta.anytime.get('chosen_on', '?')})")
     if app:
         print(f"app meta   {app}")
     return 0
