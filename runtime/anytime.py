@@ -75,6 +75,24 @@ class ExitPolicy:
         raise EdgeskinTypeError(f"exit_policy must be None, 'auto', a threshold in 0..1, a dict or an ExitPolicy, got {policy!r}")
 
 
+ANYTIME_HELP = ("anytime files: stop at the first exit whose top probability reaches THRESHOLD (0..1), or at the "
+                "thresholds stored in the file (auto); each result names its exit")
+
+
+def policy_option(predictor, value: str | None) -> ExitPolicy | None:
+    """--anytime THRESHOLD|auto (edgeskin-pi, edgeskin predict) as an ExitPolicy; only an anytime file has exits to stop at."""
+    if value is None:
+        return None
+    if not predictor.metadata.stages:
+        raise EdgeskinError.about(predictor.path, "--anytime needs an anytime file (edgeskin convert --exits all); this one has one exit")
+    if value != "auto":
+        try:
+            value = float(value)
+        except ValueError:
+            raise EdgeskinError(f"--anytime {value}: expected a threshold in 0..1 or auto") from None
+    return ExitPolicy.of(value, predictor.metadata, predictor.path)
+
+
 @dataclass(frozen=True)
 class AnytimePrediction(Prediction):
     exit: int = 0  # the exit that answered

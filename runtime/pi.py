@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .anytime import ANYTIME_HELP, policy_option
 from .classify import Classified, Tally, classify, quiet_decoder_warnings
 from .errors import EdgeskinError
 from .inputs import expand_inputs
@@ -41,9 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="with --json: every class probability (and logits) at full precision")
     p.add_argument("--strict", action="store_true", help="hidden and non-image files inside folders are failures, not skipped")
     p.add_argument("--crop-border", action="store_true", help="crop the black dermatoscope border first (paper's step)")
-    p.add_argument("--anytime", default=None, metavar="THRESHOLD|auto",
-                   help="anytime files: stop at the first exit whose top probability reaches THRESHOLD (0..1), or at "
-                        "the thresholds stored in the file (auto); each result names its exit")
+    p.add_argument("--anytime", default=None, metavar="THRESHOLD|auto", help=ANYTIME_HELP)
     p.add_argument("--camera", action="store_true", help="classify frames from the Pi camera (needs picamera2)")
     p.add_argument("--every", type=float, default=None, metavar="SECONDS", help="--camera: a frame every SECONDS until Ctrl-C")
     p.add_argument("--frames", type=int, default=None, help="--camera: stop after this many frames (default 1, or endless with --every)")
@@ -127,22 +126,6 @@ def _summary(predictor, tally: Tally) -> dict:
                         for n, s in zip(meta.outputs, predictor.output_specs, strict=True)]}
 
 
-def _anytime_policy(predictor, value: str | None):
-    """--anytime THRESHOLD|auto as an ExitPolicy; only an anytime file has exits to stop at."""
-    if value is None:
-        return None
-    if not predictor.metadata.stages:
-        raise EdgeskinError.about(predictor.path, "--anytime needs an anytime file (edgeskin convert --exits all); this one has one exit")
-    from .anytime import ExitPolicy
-
-    if value != "auto":
-        try:
-            value = float(value)
-        except ValueError:
-            raise EdgeskinError(f"--anytime {value}: expected a threshold in 0..1 or auto") from None
-    return ExitPolicy.of(value, predictor.metadata, predictor.path)
-
-
 def run(args) -> int:
     """The command after argument checks; raises EdgeskinError for usage/model problems."""
     from .predictor import load
@@ -155,7 +138,7 @@ def run(args) -> int:
         if camera is not None:
             camera.close()
         raise
-    policy = _anytime_policy(predictor, args.anytime)
+    policy = policy_option(predictor, args.anytime)
     config = predictor.preprocess_config
     if args.crop_border:
         config = replace(config, crop_border=True)

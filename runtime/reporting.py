@@ -36,7 +36,8 @@ def result_line(source: object, result) -> str:
     if isinstance(result, EdgeskinError):
         return f"{source}: error: {problem_of(result, source)}"
     ranked = "  ".join(f"{n} {p:.3f}" for n, p in result.top_k)
-    return f"{source}: {result.label} ({result.probability:.3f})   top-{len(result.top_k)}: {ranked}"
+    answered = f"   (exit {result.exit})" if getattr(result, "exit", None) else ""  # an anytime run
+    return f"{source}: {result.label} ({result.probability:.3f})   top-{len(result.top_k)}: {ranked}{answered}"
 
 
 def median(values: list[float]) -> float | None:

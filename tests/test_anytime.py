@@ -147,6 +147,8 @@ def test_edgeskin_pi_anytime_names_exits_and_sums_them_up(anytime, samples_dir):
     assert summary["exits"] == {k: v for k, v in histogram.items() if v} and summary["mean_latency_ms"] > 0
     done = subprocess.run([str(BIN / "edgeskin-pi"), str(path), str(samples_dir), "--anytime", "1.5"], capture_output=True, text=True)
     assert done.returncode == 2 and "0..1" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = run_console("predict", str(anytime[2]), str(samples_dir), "--anytime", "auto")  # a single-exit file
+    assert_one_line_error(done, "--anytime needs an anytime file")
 
 
 def test_exits_on_a_single_exit_model_is_one_line(tmp_path):

@@ -129,3 +129,14 @@ def test_core_ml_itself_runs_every_function_as_the_checker_does(packages, sample
     mac, checker = edgeskin.load(path), edgeskin.load(path, coreml_checker=True)
     for exit, outputs in mac.run_all(sample_pixels[0]).items():
         np.testing.assert_allclose(outputs["logits"], checker.run_all(sample_pixels[0])[exit]["logits"], rtol=1e-2, atol=1e-2)
+
+
+def test_predict_anytime_names_the_exit_of_every_image(packages, samples_dir):
+    path = _path(packages[1], "w8")
+    done = run_console("predict", str(path), str(samples_dir), "--anytime", "0", "--json")  # any probability stops at exit 1
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    rows, summary = lines[:-1], lines[-1]["summary"]
+    assert rows and all(row["exit"] == 1 for row in rows) and summary["exits"] == {"1": len(rows)}
+    done = run_console("predict", str(path), str(next(samples_dir.iterdir())), "--anytime", "auto")
+    assert done.returncode == 0 and "(exit " in done.stdout and "answered at exit" in done.stdout, done.stderr

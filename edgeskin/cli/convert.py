@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from edgeskin.cli.args import add_contract_args, stated_from_args
+from edgeskin.runtime.anytime import ANYTIME_HELP
 
 
 def add_parsers(sub) -> None:
@@ -42,6 +43,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="one JSON object per line; the last line is the summary")
     p.add_argument("--strict", action="store_true", help="hidden and non-image files inside folders are failures, not skipped")
+    p.add_argument("--anytime", default=None, metavar="THRESHOLD|auto", help=ANYTIME_HELP)
 
 
 def _abandon_on_signal() -> None:
@@ -93,6 +95,7 @@ def print_table(conversion) -> None:
 
 
 def cmd_predict(args) -> int:
+    from edgeskin.runtime.anytime import policy_option
     from edgeskin.runtime.classify import Tally, classify, quiet_decoder_warnings
     from edgeskin.runtime.inputs import expand_inputs
     from edgeskin.runtime.predictor import load
@@ -100,10 +103,11 @@ def cmd_predict(args) -> int:
 
     quiet_decoder_warnings()
     predictor = load(args.artifact, threads=args.threads)
+    policy = policy_option(predictor, args.anytime)
     inputs = expand_inputs(args.images, args.strict)
     tally = Tally(skipped=inputs.skipped_note())
     # the loop and the folder expansion of edgeskin-pi, so both report the same files the same way
-    for item in classify(predictor, inputs.sources(), args.top_k):
+    for item in classify(predictor, inputs.sources(), args.top_k, policy=policy):
         tally.add(item)
         print(json.dumps(result_record(item.name, item.result)) if args.json else result_line(item.name, item.result), flush=True)
     print(json.dumps({"summary": tally.counts()}) if args.json else tally.summary_line())
