@@ -26,8 +26,7 @@ from edgeskin.converters.recipes import ROUTE_LABELS, recipes_for
 from edgeskin.image_sources import bundled_images
 from edgeskin.model_loading import DEMO_CHECKPOINT, load_checkpoint
 from edgeskin.models import build_model, config_for, seeded_weights
-
-NOISY = 1.5  # PyTorch p90/p50 above this: another process took a core, ratios are not to be trusted
+from edgeskin.noise import ratio_text
 
 
 def checkpoint_for(name: str, folder: Path) -> Path:
@@ -56,16 +55,16 @@ def bench_model(name: str, args, folder: Path) -> list[dict]:
         _, manifest, checks = convert(request, report=report)
         converted += list(zip(checks, manifest.artifacts, strict=True))
     pixels = load_images(open_dataset(bundled_images(), "test"), loaded.config.preprocess, progress=False)[:8]
-    torch_row, timed = benchmark([check.path for check, _ in converted], (loaded.source, None), pixels, args.threads,
-                                 args.runs, progress=report)
+    torch_row, timed, noise, _ = benchmark([check.path for check, _ in converted], (loaded.source, None), pixels, args.threads,
+                                        args.runs, progress=report)
     rows = [{"model": loaded.config.arch, "route": "-", "recipe": "PyTorch eager fp32", "convert_s": None, "mb": None,
-             "p50_ms": torch_row.p50_ms, "ratio": 1.0, "agreement": None, "dlogit": None,
-             "noise": torch_row.p90_ms / torch_row.p50_ms}]
+             "p50_ms": torch_row.p50_ms, "ratio": 1.0, "stable": True, "agreement": None, "dlogit": None,
+             "tail": torch_row.p90_ms / torch_row.p50_ms, "noise": noise}]
     for (check, entry), latency in zip(converted, timed, strict=True):
         rows.append({"model": loaded.config.arch, "route": entry.route, "recipe": check.recipe,
                      "convert_s": entry.conversion_seconds, "mb": check.bytes / 1e6, "p50_ms": latency.p50_ms,
-                     "ratio": latency.ratio_to_reference, "agreement": check.parity.agreement,
-                     "dlogit": check.parity.max_abs_logit_diff, "noise": latency.p90_ms / latency.p50_ms,
+                     "ratio": latency.ratio_to_reference, "stable": latency.ratio_stable, "agreement": check.parity.agreement,
+                     "dlogit": check.parity.max_abs_logit_diff, "tail": latency.p90_ms / latency.p50_ms, "noise": noise,
                      "verdict": "pass" if check.passed else "FAIL"})
     return rows
 
@@ -92,13 +91,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['route']} | {r['recipe']} | {_cell(r['convert_s'], '.1f')} | {_cell(r['mb'], '.2f')} | "
-              f"{_cell(r['agreement'], '.1%')} | {_cell(r['dlogit'], '.2g')} | {r['p50_ms']:.2f} | {r['ratio']:.2f}x | "
-              f"{r['noise']:.2f} | {r.get('verdict', '-')} |")
+              f"{_cell(r['agreement'], '.1%')} | {_cell(r['dlogit'], '.2g')} | {r['p50_ms']:.2f} | {ratio_text(r['ratio'], r['stable'])} | "
+              f"{r['tail']:.2f} | {r.get('verdict', '-')} |")
     print("convert s: a quantized file's time includes the float conversion it starts from (onnx2tf: fp32, fp16 and "
           "dynamic come from one run). p90/p50: the spread of each backend's timed runs.")
-    noisy = [r for r in rows if r["noise"] > NOISY]
-    print(f"noise check: {len(noisy)} of {len(rows)} backends had p90/p50 > {NOISY}"
-          + (" - ratios from this run are not reliable; rerun on a quiet machine" if noisy else " - ratios usable"))
+    for verdict in {id(r["noise"]): r["noise"] for r in rows}.values():
+        print(verdict.sentence())
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ class Recipe:
     needs_calibration: bool = False
     tflite: TensorTypes | None = None  # None: not a TFLite recipe
     routes: tuple[str, ...] = ()  # the TFLite routes that build it (ROUTES)
+    compute: str = "fp32"  # what a CPU runtime's matmuls run in (TFLite, ONNX): the peak bench compares with
 
     @property
     def description(self) -> str:
@@ -69,21 +70,21 @@ RECIPES: dict[str, Recipe] = {
                tflite=TensorTypes("float16", "float32", "float32", "float32"), routes=ROUTES),
         Recipe("dynamic", ("tflite",), "int8 per-channel weights, float activations (dynamic-range quantization)",
                Gate(min_agreement=0.98, min_cosine=0.999),
-               tflite=TensorTypes("int8", "float32", "float32", "float32"), routes=ROUTES),
+               tflite=TensorTypes("int8", "float32", "float32", "float32"), routes=ROUTES, compute="int8"),
         Recipe("int8-mixed", ("tflite",), "calibrated int8 weights and activations for every linear layer and the patch "
                "convolution (global min/max over real images); LayerNorm, Softmax, GELU, attention matmuls and residual "
                "adds kept float, which keeps XNNPACK's graph in one piece",
                Gate(min_agreement=0.97, max_bma_loss=0.01), needs_calibration=True,
-               tflite=TensorTypes("int8", "int8", "float32", "float32"), routes=ROUTES),
+               tflite=TensorTypes("int8", "int8", "float32", "float32"), routes=ROUTES, compute="int8"),
         Recipe("int8", ("tflite",), "full integer: int8 weights and activations, int8 input and output, calibrated "
                "(measured 96-97% top-1 agreement on the demo student and 7-9x slower than int8-mixed on CPU: "
                "fails its gate; built only when asked for)",
                Gate(min_agreement=0.97, max_bma_loss=0.01), needs_calibration=True,
-               tflite=TensorTypes("int8", "int8", "int8", "int8"), routes=ROUTES),
+               tflite=TensorTypes("int8", "int8", "int8", "int8"), routes=ROUTES, compute="int8"),
         Recipe("w8a16", ("tflite",), "int8 weights, int16 activations (LayerNorm's squared difference stays float), for int16-capable accelerators (NPUs, "
                "DSPs); CPUs run it on reference kernels, tens of times slower than fp32; built only when asked for",
                Gate(min_agreement=0.97, max_bma_loss=0.01), needs_calibration=True,
-               tflite=TensorTypes("int8", "int16", "int16", "int16"), routes=("litert",)),
+               tflite=TensorTypes("int8", "int16", "int16", "int16"), routes=("litert",), compute="int16"),
         Recipe("w8", ("coreml",), "int8 linear per-channel weights, decompressed on load; float16 compute",
                Gate(min_agreement=0.98)),
         Recipe("palettize6", ("coreml",), "6-bit k-means palettized weights (64-entry palette per tensor); float16 compute",

@@ -16,7 +16,9 @@ from edgeskin.data import load_images, open_dataset
 from edgeskin.environment import fingerprint, usable_cores
 from edgeskin.image_sources import describe, resolve_images
 from edgeskin.manifest import read_manifest
+from edgeskin.noise import BUDGET_SECONDS, NoiseVerdict
 from edgeskin.parity_check import expand_artifacts, load_reference
+from edgeskin.peak import Peak
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.formats import read_artifact_metadata
 
@@ -56,6 +58,7 @@ class BenchRequest:
     images: int = 8  # real images, cycled through
     runs: int = 50  # timed runs per backend
     threads: int | None = None  # None: every usable core
+    budget_seconds: float = BUDGET_SECONDS  # timing beyond the first rounds, while the ratios have not settled
     stated: StatedContract | None = None  # --classes/--mean/--std/--crop-border for a foreign reference
 
 
@@ -67,11 +70,14 @@ class BenchRun:
     threads: int
     reference: LatencyResult | None
     artifacts: list[LatencyResult]
+    noise: NoiseVerdict
+    peak: Peak
 
     def to_dict(self) -> dict:
         return {"environment": self.environment, "images": self.dataset,
                 "reference": self.reference.to_dict() if self.reference else None,
-                "artifacts": [r.to_dict() for r in self.artifacts]}
+                "artifacts": [r.to_dict() for r in self.artifacts], "noise": self.noise.to_dict(),
+                "peak": self.peak.to_dict()}
 
 
 def run_bench(request: BenchRequest, report: Report = _quiet) -> BenchRun:
@@ -90,6 +96,6 @@ def run_bench(request: BenchRequest, report: Report = _quiet) -> BenchRun:
     threads = request.threads or usable_cores()
     environment = fingerprint()
     exit = meta.exit
-    base, results = benchmark([a for a, _ in artifacts], (reference, exit) if reference else None, pixels, threads,
-                              request.runs, progress=lambda m: report(f"  {m}"))
-    return BenchRun(environment, dataset.name, len(pixels), threads, base, results)
+    base, results, noise, peak = benchmark([a for a, _ in artifacts], (reference, exit) if reference else None, pixels, threads,
+                                     request.runs, progress=lambda m: report(f"  {m}"), budget_seconds=request.budget_seconds)
+    return BenchRun(environment, dataset.name, len(pixels), threads, base, results, noise, peak)

@@ -3,7 +3,8 @@
 Each backend is measured in a fresh Python process (`python -m edgeskin.benchmark`), so its peak
 RSS and start-up cost are its own, not those of whatever the parent had loaded; every process
 gets the same preprocessed inputs (an .npy file) and the same thread count, one image at a time,
-and the timed runs are interleaved across backends in rounds.
+and the timed runs are interleaved across backends in rounds, repeated until the ratios settle
+(edgeskin/noise.py judges the run; its verdict travels with every figure).
 Ratios are only meaningful between rows of one run: same machine, same inputs, same threads.
 """
 
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeskin.noise import BUDGET_SECONDS, WINDOW, MachineState, NoiseVerdict, judge, settled
+from edgeskin.peak import Peak, measure_peak
 from edgeskin.runtime.errors import EdgeskinError
 
 WARMUP = 5
-ROUNDS = 5  # timed runs are split into this many interleaved rounds
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,14 @@ class LatencyResult:
     throughput_per_s: float  # images per second, batch 1, one stream
     peak_rss_mb: float
     ratio_to_reference: float | None = None  # p50 / reference p50
+    ratio_stable: bool | None = None  # edgeskin/noise.py's verdict on this row (None: no reference)
+    gflop: float | None = None  # per image, counted from the graph (edgeskin/flops.py)
+    compute: str | None = None  # what its matmuls run in ("fp32", "int8"; None: no CPU peak applies)
+    peak_fraction: float | None = None  # achieved GFLOP/s at p50 / this CPU's peak for `compute` (edgeskin/peak.py)
+
+    @property
+    def gflops_per_s(self) -> float | None:
+        return self.gflop / (self.p50_ms / 1e3) if self.gflop else None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,7 +126,23 @@ def _worker(spec: dict) -> None:
         count = int(line)
         print(json.dumps(_time_runs(run, inputs, count, done)), flush=True)
         done += count
-    print(json.dumps({"peak_rss_mb": _peak_rss_mb()}), flush=True)
+    peak_rss = _peak_rss_mb()  # before the FLOP count, which runs the model once more
+    print(json.dumps({"peak_rss_mb": peak_rss, "flops": counted_flops(spec, inputs[0])}), flush=True)
+
+
+def counted_flops(spec: dict, pixels: np.ndarray) -> int | None:
+    """The model's FLOPs per image: PyTorch's counter for the reference, the graph's for an artifact."""
+    from edgeskin.flops import artifact_flops, torch_flops
+
+    if spec["kind"] != "pytorch":
+        return artifact_flops(spec["path"])
+    import torch
+
+    from edgeskin.model_loading import load_checkpoint
+    from edgeskin.models import deployable
+
+    wrapper = deployable(load_checkpoint(spec["path"]).model, exit=spec.get("exit")).eval()
+    return torch_flops(wrapper, torch.from_numpy(pixels).permute(2, 0, 1)[None].float())
 
 
 class _Worker:
@@ -129,7 +155,7 @@ class _Worker:
         self.process = subprocess.Popen([sys.executable, "-m", "edgeskin.benchmark", json.dumps(job)], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.ready = self._reply()
-        self.samples: list[float] = []
+        self.rounds: list[list[float]] = []  # each round's timed runs, ms
 
     def _reply(self):
         line = self.process.stdout.readline()
@@ -144,24 +170,44 @@ class _Worker:
     def time(self, runs: int) -> None:
         self.process.stdin.write(f"{runs}\n")
         self.process.stdin.flush()
-        self.samples += self._reply()
+        self.rounds.append(self._reply())
 
-    def finish(self, threads: int) -> LatencyResult:
+    @property
+    def window(self) -> np.ndarray:
+        """The runs of the last WINDOW rounds: what the figures are computed from."""
+        return np.concatenate(self.rounds[-WINDOW:])
+
+    def finish(self, threads: int, peak: Peak) -> LatencyResult:
         self.process.stdin.write("\n")
         self.process.stdin.flush()
-        peak = self._reply()["peak_rss_mb"]
+        final = self._reply()
         self.process.wait()
-        samples = np.array(self.samples)
+        samples = self.window
+        flops, compute = final["flops"], _compute(self.spec)
+        p50 = float(np.percentile(samples, 50))
+        fraction = flops / (p50 / 1e3) / 1e9 / peak.for_compute(compute) if flops and peak.for_compute(compute) else None
         return LatencyResult(self.spec["name"], self.ready["backend"], threads, len(samples), self.ready["import_seconds"],
-                             self.ready["load_seconds"], self.ready["first_inference_ms"], float(np.percentile(samples, 50)),
+                             self.ready["load_seconds"], self.ready["first_inference_ms"], p50,
                              float(np.percentile(samples, 90)), float(np.percentile(samples, 99)), float(samples.mean()),
-                             float(1e3 / samples.mean()), peak)
+                             float(1e3 / samples.mean()), final["peak_rss_mb"], gflop=flops / 1e9 if flops else None,
+                             compute=compute, peak_fraction=fraction)
 
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         self.log.close()
+
+
+def _compute(spec: dict) -> str | None:
+    """What the backend's matmuls run in: PyTorch fp32; an artifact's recipe says (the Core ML checker: none)."""
+    if spec["kind"] == "pytorch":
+        return "fp32"
+    from edgeskin.converters.recipes import RECIPES
+    from edgeskin.runtime.formats import read_artifact_metadata
+
+    meta = read_artifact_metadata(spec["path"])
+    return None if meta.target == "coreml" else RECIPES[meta.recipe].compute if meta.recipe in RECIPES else None
 
 
 def latency_mark(backend: str) -> str:
@@ -182,10 +228,14 @@ def latency_caveat(backends: list[str]) -> str | None:
 
 
 def benchmark(artifacts: list[Path], reference: tuple[Path, int | None] | None, pixels: np.ndarray, threads: int,
-              runs: int, progress=None) -> tuple[LatencyResult | None, list[LatencyResult]]:
+              runs: int, progress=None, budget_seconds: float = BUDGET_SECONDS
+              ) -> tuple[LatencyResult | None, list[LatencyResult], NoiseVerdict, Peak]:
     """Reference (if any) and each artifact, each in its own process, timed in interleaved rounds
-    (one backend runs at a time), so that a machine's drift between minutes falls on every
-    backend alike and ratios repeat; artifact ratios are p50 / reference p50."""
+    (one backend runs at a time) of runs/WINDOW runs each, so that a machine's drift between
+    minutes falls on every backend alike; rounds go on past WINDOW until the ratios settle or
+    `budget_seconds` is spent. Figures come from the last WINDOW rounds; artifact ratios are
+    p50 / reference p50, each marked stable or not by the noise verdict."""
+    say = progress or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="edgeskin-bench-") as tmp:
         inputs_file = Path(tmp) / "inputs.npy"
         np.save(inputs_file, np.ascontiguousarray(pixels, dtype=np.uint8))
@@ -194,24 +244,35 @@ def benchmark(artifacts: list[Path], reference: tuple[Path, int | None] | None, 
             specs.insert(0, {"kind": "pytorch", "path": reference[0], "name": "PyTorch reference", "exit": reference[1]})
         workers: list[_Worker] = []
         try:
-            for spec in specs:
-                if progress:
-                    progress(f"bench: loading {spec['name']} ({threads} threads)")
+            for n, spec in enumerate(specs, 1):
+                say(f"bench: loading {n}/{len(specs)} {spec['name']} ({threads} threads)")
                 workers.append(_Worker(spec, inputs_file, threads))
-            per_round = [runs // ROUNDS + (1 if r < runs % ROUNDS else 0) for r in range(ROUNDS)]
-            for round_runs in filter(None, per_round):
-                if progress:
-                    progress(f"bench: a round of {round_runs} runs per backend, {len(workers)} backends")
+            say(f"bench: this CPU's matmul peak at {threads} threads, then the machine's state (a CPU loop in {threads} processes)")
+            peak = measure_peak(threads)
+            before = MachineState.now(threads)
+            began, per_round = time.perf_counter(), max(1, runs // WINDOW)
+            while True:
+                say(f"bench: round {len(workers[0].rounds) + 1} (at least {WINDOW}), {per_round} runs x {len(workers)} backends, "
+                    f"{time.perf_counter() - began:.0f} s")
                 for worker in workers:
-                    worker.time(round_runs)
-            results = [worker.finish(threads) for worker in workers]
+                    worker.time(per_round)
+                medians = {w.spec["name"]: [float(np.median(r)) for r in w.rounds] for w in workers}
+                base_name = workers[0].spec["name"] if reference is not None else None
+                if len(workers[0].rounds) >= WINDOW and (settled(medians, base_name) or time.perf_counter() - began > budget_seconds):
+                    break
+            seconds = time.perf_counter() - began
+            tail = {w.spec["name"]: float(np.percentile(w.window, 90) / np.percentile(w.window, 50)) for w in workers}
+            results = [worker.finish(threads, peak) for worker in workers]
         finally:
             for worker in workers:
                 worker.close()
+    noise = judge(medians, base_name, tail, before, MachineState.now(threads), seconds)
+    say(f"bench: {noise.sentence()}")
     base = results.pop(0) if reference is not None else None
     if base is not None:
-        results = [LatencyResult(**{**r.to_dict(), "ratio_to_reference": r.p50_ms / base.p50_ms}) for r in results]
-    return base, results
+        results = [LatencyResult(**{**r.to_dict(), "ratio_to_reference": r.p50_ms / base.p50_ms,
+                                    "ratio_stable": noise.stable}) for r in results]
+    return base, results, noise, peak
 
 
 if __name__ == "__main__":

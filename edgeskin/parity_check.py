@@ -20,6 +20,8 @@ from edgeskin.image_sources import resolve_images
 from edgeskin.manifest import MANIFEST, listing_manifest, now, read_manifest, record_checks
 from edgeskin.metrics import ClassificationReport, classification_report
 from edgeskin.model_loading import load_checkpoint
+from edgeskin.noise import NoiseVerdict
+from edgeskin.peak import Peak
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.formats import ARTIFACT_SUFFIXES, format_of, is_artifact, read_artifact_metadata
 from edgeskin.runtime.metadata import ArtifactMetadata
@@ -50,6 +52,8 @@ class ParityRun:
     reference_reports: dict[int, ClassificationReport]  # by exit
     checks: list[ArtifactCheck]
     reference_latency: LatencyResult | None = None
+    noise: NoiseVerdict | None = None  # the latency measurement's noise verdict (None: not measured)
+    peak: Peak | None = None  # this CPU's matmul peak, measured with the latency
     environment: dict = field(default_factory=dict)
     created: str = field(default_factory=now)
 
@@ -166,8 +170,9 @@ def run_parity(request: ParityRequest, report=print) -> ParityRun:
     if request.bench:
         threads = request.threads or run.environment["cores"]
         main_exit = exits[-1] if len(exits) == 1 else None
-        run.reference_latency, latencies = benchmark([c.path for c in checks], (reference.source, main_exit),
-                                                     images.pixels[: request.bench_images], threads, request.bench_runs, progress=report)
+        run.reference_latency, latencies, run.noise, run.peak = benchmark([c.path for c in checks], (reference.source, main_exit),
+                                                                images.pixels[: request.bench_images], threads, request.bench_runs,
+                                                                progress=report)
         for check, latency in zip(checks, latencies, strict=True):
             check.latency = latency
     if request.update_manifest:

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeskin.benchmark import latency_caveat, latency_mark
 from edgeskin.markdown import markdown_table
+from edgeskin.noise import ratio_text
 from edgeskin.parity_check import ParityRun
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.verification import ArtifactCheck
@@ -43,6 +44,7 @@ def report_dict(run: ParityRun) -> dict:
         "reference": {"checkpoint": str(ref.source), "sha256": ref.source_sha256, "arch": ref.config.arch,
                       "reports": {str(e): r.to_dict() for e, r in run.reference_reports.items()},
                       "latency": run.reference_latency.to_dict() if run.reference_latency else None},
+        "noise": run.noise.to_dict() if run.noise else None,
         "images": {"source": run.dataset, "count": len(run.labels), "ids": run.image_ids},
         "environment": run.environment,
         "artifacts": [_artifact_dict(c) for c in run.checks],
@@ -53,14 +55,14 @@ def report_dict(run: ParityRun) -> dict:
 def _fmt_latency(check: ArtifactCheck) -> str:
     if check.latency is None:
         return "-"
-    ratio = "" if check.latency.ratio_to_reference is None else f" ({check.latency.ratio_to_reference:.2f}x)"
+    ratio = "" if check.latency.ratio_to_reference is None else f" ({ratio_text(check.latency.ratio_to_reference, check.latency.ratio_stable)})"
     return f"{check.latency.p50_ms:.2f} ms{ratio}{latency_mark(check.runtime)}"
 
 
 def table_notes(run: ParityRun) -> list[str]:
     """Footnotes to the table (printed by the command and written in report.md)."""
     caveat = latency_caveat([c.runtime for c in run.checks if c.latency])
-    return [caveat] if caveat else []
+    return ([caveat] if caveat else []) + ([run.noise.sentence()] if run.noise else [])
 
 
 def table_rows(run: ParityRun) -> list[list[str]]:

@@ -23,14 +23,6 @@ from .stages import COREML_NAMES
 _EDGESKIN_NAMES = {coreml: ours for ours, coreml in COREML_NAMES.items()}
 
 
-def _tensor_types(package: CoreMLPackage) -> dict[str, object]:
-    """Every variable of the function's program -> its declared type (outputs included)."""
-    types = dict(package.program.inputs)
-    for op in package.program.ops:
-        types.update(zip(op.outputs, op.output_info, strict=True))
-    return types
-
-
 def _spec(name: str, info) -> TensorSpec:
     if info.shape is None:
         raise EdgeskinError(f"{name} has no static shape")
@@ -57,7 +49,7 @@ class CoreMLStagesBackend:
             self._runners = {name: MilExecutor(package).run for name, package in self.packages.items()}
 
     def _described(self, package: CoreMLPackage) -> dict[str, dict[str, TensorSpec]]:
-        types = _tensor_types(package)
+        types = package.program.types()
         try:
             inputs = {_EDGESKIN_NAMES.get(n, n): _spec(n, info) for n, info in package.program.inputs.items()}
             outputs = {_EDGESKIN_NAMES.get(n, n): _spec(n, types[n]) for n in package.program.outputs}

@@ -56,6 +56,13 @@ class MilProgram:
     outputs: tuple[str, ...]
     opset: str
 
+    def types(self) -> dict[str, TensorInfo]:
+        """Every variable (inputs and every op's outputs) -> its declared type."""
+        found = dict(self.inputs)
+        for op in self.ops:
+            found.update(zip(op.outputs, op.output_info, strict=True))
+        return found
+
 
 @dataclass(frozen=True)
 class Feature:

@@ -93,6 +93,7 @@ def cmd_parity(args) -> int:
 def cmd_bench(args) -> int:
     from edgeskin.bench_check import BenchRequest, run_bench
     from edgeskin.benchmark import latency_caveat, latency_mark
+    from edgeskin.noise import ratio_text
 
     request = BenchRequest(args.artifacts, reference=args.reference, data=args.data, split=args.split, images=args.images,
                            runs=args.runs, threads=args.threads, stated=stated_from_args(args))
@@ -100,17 +101,23 @@ def cmd_bench(args) -> int:
     env, base, results = run.environment, run.reference, run.artifacts
     print(f"{env['cpu']}, {env['cores']} cores, {run.threads} threads, python {env['python']}; "
           + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()))
-    print(f"{run.images} real images from {run.dataset}, cycled; {args.runs} timed runs after 5 warm-up, batch 1, one process per backend")
-    rows = [["model", "backend", "load s", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak RSS MB", "vs PyTorch"]]
+    print(f"{run.images} real images from {run.dataset}, cycled; {run.noise.window} rounds of {args.runs // run.noise.window} timed runs "
+          "after 5 warm-up (the last rounds of those run), batch 1, one process per backend")
+    rows = [["model", "backend", "load s", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak RSS MB", "GFLOP",
+             "GFLOP/s", "% of peak", "vs PyTorch"]]
     for r in ([base] if base else []) + results:
-        ratio = "1.00x" if r is base else (f"{r.ratio_to_reference:.2f}x" if r.ratio_to_reference is not None else "-")
+        ratio = "1.00x" if r is base else ratio_text(r.ratio_to_reference, r.ratio_stable)
         rows.append([r.name, r.backend, f"{r.import_seconds + r.load_seconds:.3f}", f"{r.first_inference_ms:.1f}",
-                     f"{r.p50_ms:.2f}{latency_mark(r.backend)}",
-                     f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.throughput_per_s:.1f}", f"{r.peak_rss_mb:.0f}", ratio])
+                     f"{r.p50_ms:.2f}{latency_mark(r.backend)}", f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.throughput_per_s:.1f}",
+                     f"{r.peak_rss_mb:.0f}", f"{r.gflop:.2f}" if r.gflop else "-", f"{r.gflops_per_s:.0f}" if r.gflop else "-",
+                     f"{r.peak_fraction:.1%} {r.compute}" if r.peak_fraction else "-", ratio])
     print_rows(rows)
     caveat = latency_caveat([r.backend for r in results])
     if caveat:
         print(caveat)
+    print(f"GFLOP: matmul work per image, counted from each graph (PyTorch: its FLOP counter); % of peak: GFLOP/s at p50 "
+          f"against {run.peak.sentence()}")
+    print(run.noise.sentence())
     if args.json:
         args.json.write_text(json.dumps(run.to_dict(), indent=2) + "\n")
     return 0

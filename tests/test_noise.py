@@ -1,0 +1,70 @@
+"""The noise check of every latency figure (edgeskin/noise.py): ratios that move between rounds or
+cores taken by another process mark the figures unstable; a competing CPU-bound process is caught."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeskin.noise import (
+    TOLERANCE,
+    WINDOW,
+    Calibration,
+    MachineState,
+    calibrate,
+    judge,
+    ratio_text,
+    settled,
+    window_spreads,
+)
+
+QUIET = MachineState(0.1, Calibration(20.0, 0.99, 2))
+
+
+def test_ratios_settle_only_when_every_round_agrees_within_the_tolerance():
+    steady = {"ref": [10.0] * WINDOW, "a": [5.0, 5.1, 4.9, 5.0, 5.05]}
+    assert settled(steady, "ref") and window_spreads(steady, "ref")["a"] == pytest.approx(0.02)
+    jumpy = {"ref": [10.0, 30.0, 10.0, 10.0, 10.0], "a": [5.0] * WINDOW}  # PyTorch stalled in one round
+    assert not settled(jumpy, "ref")
+    assert not settled({"ref": [10.0] * (WINDOW - 1), "a": [5.0] * (WINDOW - 1)}, "ref")  # too few rounds
+    drifting_then_steady = {"ref": [30.0, 20.0] + [10.0] * WINDOW, "a": [5.0] * (WINDOW + 2)}
+    assert settled(drifting_then_steady, "ref")  # only the last rounds count
+    assert settled({"a": [5.0, 5.1, 5.0, 4.95, 5.0]}, None)  # no reference: the latency itself
+
+
+def test_the_verdict_names_each_reason_and_ratios_are_never_plain_when_unstable():
+    rounds = {"ref": [10.0, 30.0, 10.0, 10.0, 10.0], "a.tflite": [5.0] * WINDOW}
+    busy = MachineState(1.9, Calibration(36.0, 0.55, 2))
+    verdict = judge(rounds, "ref", {"ref": 3.0, "a.tflite": 1.1}, busy, QUIET, 12.0)
+    assert not verdict.stable and verdict.unsettled == ["a.tflite"]
+    assert any("moved more than" in r for r in verdict.reasons) and any("cores busy before" in r for r in verdict.reasons)
+    assert verdict.sentence().startswith("noise check: UNSTABLE") and verdict.to_dict()["stable"] is False
+    assert judge({"ref": [10.0] * WINDOW, "a": [5.0] * WINDOW}, "ref", {}, QUIET, QUIET, 1.0).stable
+    assert ratio_text(0.5, False) == "0.50x (unstable)" and ratio_text(0.5, True) == "0.50x" and ratio_text(None, None) == "-"
+    assert TOLERANCE == 0.05
+
+
+def _competitors(count: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(count)]
+
+
+def test_a_competing_cpu_bound_process_is_caught(tiny_tflite, sample_pixels):
+    """Every core busy with `while 1: pass`: the calibration sees it, and bench marks its ratios."""
+    from edgeskin.benchmark import benchmark
+    from tests.conftest import DEMO_STUDENT
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = min(2, cores)
+    spinning = _competitors(cores)
+    try:
+        assert calibrate(max(threads, 2)).efficiency < 0.8
+        base, (row,), noise, _ = benchmark([tiny_tflite], (DEMO_STUDENT, None), sample_pixels[:2], threads, 10, budget_seconds=3)
+    finally:
+        for process in spinning:
+            process.kill()
+    assert not noise.stable and row.ratio_stable is False and noise.reasons
+    assert np.isfinite(row.ratio_to_reference) and noise.rounds >= WINDOW
