@@ -51,12 +51,14 @@ class Divergence:
                 "explanation": self.explanation, "images": self.images}
 
     def curve(self) -> str:
-        """The error curve as text: one line per stage, log-scaled bar."""
-        lines = []
+        """The error curve as text: one line per stage, with its growth over the stage before (the
+        parity report draws it on a log axis: divergence-<file>.png)."""
+        lines, previous = [], None
         for stage in self.stages:
-            bar = "#" * max(0, min(40, int(round(4 * (np.log10(max(stage.error, 1e-9)) + 9)))))
+            growth = f"x{stage.error / previous:.2f}" if previous else ""
             mark = "  <- starts here" if stage.name == self.first_jump else ""
-            lines.append(f"  {stage.name:<10} {stage.error:>10.3g}  {bar}{mark}")
+            lines.append(f"  {stage.name:<10} {stage.error:>10.3g}  {growth:>8}{mark}")
+            previous = stage.error or None
         return "\n".join(lines)
 
 

@@ -7,14 +7,12 @@ so an interrupted run never leaves half a report where a good one was.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
+from edgeskin import report_plots as plots
 from edgeskin.benchmark import latency_caveat, latency_mark
 from edgeskin.markdown import markdown_table
 from edgeskin.noise import ratio_text
@@ -44,7 +42,7 @@ def report_dict(run: ParityRun) -> dict:
         "reference": {"checkpoint": str(ref.source), "sha256": ref.source_sha256, "arch": ref.config.arch,
                       "reports": {str(e): r.to_dict() for e, r in run.reference_reports.items()},
                       "latency": run.reference_latency.to_dict() if run.reference_latency else None},
-        "noise": run.noise.to_dict() if run.noise else None,
+        "noise": run.noise.to_dict() if run.noise else None, "peak": run.peak.to_dict() if run.peak else None,
         "images": {"source": run.dataset, "count": len(run.labels), "ids": run.image_ids},
         "environment": run.environment,
         "artifacts": [_artifact_dict(c) for c in run.checks],
@@ -128,74 +126,37 @@ def report_markdown(run: ParityRun) -> str:
         if c.anytime:
             from edgeskin.anytime_report import markdown
 
-            out += markdown(c.path.name, c.anytime, _anytime_png(c))
+            out += markdown(c.path.name, c.anytime, _png("anytime", c))
+        if p.flipped:
+            out += [f"![flipped images]({_png('flipped', c)})", ""]
         if c.divergence:
             out += [f"Where divergence starts: **{c.divergence.explanation}** (CLS token relative error, mean of "
-                    f"{c.divergence.images} images; embedding: all tokens)", "", "```", c.divergence.curve(), "```", ""]
-        out += [f"![confusion matrices]({_confusion_png(c)})", ""]
-    out += ["![accuracy vs latency](accuracy-latency.png)", "", "Environment: `" + json.dumps(env) + "`", ""]
+                    f"{c.divergence.images} images; embedding: all tokens)", "", f"![divergence]({_png('divergence', c)})", ""]
+        out += [f"![confusion matrices]({_png('confusion', c)})", ""]
+    if _latency_measured(run):
+        out += ["![accuracy vs latency](accuracy-latency.png)", ""]
+    if run.peak:
+        out += [f"Physical floor: {run.peak.sentence()}.", ""]
+    out += ["Environment (every field in report.json):", "", markdown_table(environment_rows(env)), ""]
     return "\n".join(out)
 
 
-def _anytime_png(check: ArtifactCheck) -> str:
-    return f"anytime-{check.path.name}.png"
+def _png(kind: str, check: ArtifactCheck) -> str:
+    """A picture's name in the report folder: confusion-, flipped-, divergence-, anytime-<file>.png."""
+    return f"{kind}-{check.path.name}.png"
 
 
-def _confusion_png(check: ArtifactCheck) -> str:
-    return f"confusion-{check.path.name}.png"
+def _latency_measured(run: ParityRun) -> bool:
+    return bool(run.checks) and all(c.latency for c in run.checks)
 
 
-def plot_confusions(run: ParityRun, check: ArtifactCheck, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    names = run.reference.config.class_names
-    figure, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
-    panels = (("PyTorch reference", check.parity.reference, check.parity.reference_bma),
-              (f"{check.path.name}", check.parity.artifact, check.parity.artifact_bma))
-    for axis, (title, report, bma) in zip(axes, panels, strict=True):
-        matrix = np.array(report.confusion)
-        axis.imshow(matrix, cmap="Blues")
-        for (i, j), value in np.ndenumerate(matrix):
-            axis.text(j, i, str(value), ha="center", va="center", fontsize=8, color="white" if value > matrix.max() / 2 else "black")
-        axis.set_xticks(range(len(names)), names, rotation=45)
-        axis.set_yticks(range(len(names)), names)
-        axis.set_xlabel("predicted")
-        axis.set_ylabel("true")
-        axis.set_title(f"{title}\nBMA {bma:.4f}, n={report.n}", fontsize=10)
-    figure.suptitle(f"Confusion matrices on {run.dataset}", fontsize=11)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def plot_accuracy_latency(run: ParityRun, path: Path) -> None:
-    """BMA vs p50 latency, one point per artifact (marker area ~ file size), the reference as a star."""
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7.5, 5), constrained_layout=True)
-    sizes = [c.bytes / 1e6 for c in run.checks]
-    scale = 800 / max(sizes) if sizes else 1.0
-    for n, (check, size) in enumerate(zip(run.checks, sizes, strict=True)):
-        latency = check.latency.p50_ms if check.latency else math.nan
-        color = "tab:green" if check.parity.passed else "tab:red"
-        axis.scatter(latency, check.parity.artifact_bma, s=max(20.0, size * scale), alpha=0.55, color=color, edgecolors="black")
-        axis.annotate(f"{check.target} {check.recipe}{latency_mark(check.runtime)}\n{size:.1f} MB", (latency, check.parity.artifact_bma), fontsize=8,
-                      xytext=(8, 8 - 22 * (n % 3)), textcoords="offset points")  # staggered: close points stay legible
-    if run.reference_latency and run.checks:
-        bma = run.checks[0].parity.reference_bma
-        axis.scatter(run.reference_latency.p50_ms, bma, marker="*", s=250, color="tab:blue", label="PyTorch reference")
-        axis.legend(loc="best")
-    latencies = [c.latency.p50_ms for c in run.checks if c.latency] + ([run.reference_latency.p50_ms] if run.reference_latency else [])
-    if latencies:
-        axis.set_xlim(0, 1.25 * max(latencies))
-    axis.margins(y=0.25)
-    axis.set_xlabel(f"p50 latency, ms (batch 1, {run.checks[0].latency.threads if run.checks and run.checks[0].latency else '?'} threads)")
-    axis.set_ylabel("BMA")
-    axis.ticklabel_format(axis="y", useOffset=False)
-    checker = " ; * numpy checker time, not Core ML's" if table_notes(run) else ""
-    axis.set_title(f"Accuracy vs latency on {run.dataset}\nmarker area ~ file size; red = fails its gate{checker}", fontsize=10)
-    axis.grid(alpha=0.3)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+def environment_rows(env: dict) -> list[list[str]]:
+    """The machine and libraries as a short two-column table (report.json keeps every field)."""
+    rows = [["component", "version"], ["machine", f"{env.get('cpu', '?')}, {env.get('cores', '?')} cores"],
+            ["system", f"{env.get('os', env.get('platform', '?'))}, python {env.get('python', '?')}"]]
+    libraries = env.get("libraries", {})
+    rows += [[name, str(version)] for name, version in libraries.items()]
+    return rows
 
 
 def check_report_folder(out: Path) -> None:
@@ -215,13 +176,19 @@ def write_reports(run: ParityRun, out: Path) -> Path:
     try:
         (staging / "report.json").write_text(json.dumps(report_dict(run), indent=2) + "\n")
         (staging / "report.md").write_text(report_markdown(run))
+        names = run.reference.config.class_names
         for check in run.checks:
-            plot_confusions(run, check, staging / _confusion_png(check))
+            plots.plot_confusions(run.dataset, names, check, staging / _png("confusion", check))
+            if check.parity.flipped:
+                plots.plot_flipped(check, run.images.pixels, run.images.image_ids, staging / _png("flipped", check))
+            if check.divergence:
+                plots.plot_divergence(check, staging / _png("divergence", check))
             if check.anytime:
                 from edgeskin.anytime_report import plot
 
-                plot(check.path.name, check.anytime, run.dataset, staging / _anytime_png(check))
-        plot_accuracy_latency(run, staging / "accuracy-latency.png")
+                plot(check.path.name, check.anytime, run.dataset, staging / _png("anytime", check))
+        if _latency_measured(run):
+            plots.plot_accuracy_latency(run, staging / "accuracy-latency.png", latency_mark, bool(table_notes(run)))
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)

@@ -156,15 +156,7 @@ class CoreMLBackend:
 
 
 def coreml_backend(path: Path, threads: int | None = None, prefer_checker: bool = False):
-    """MLModel on macOS (the real Core ML), the checker elsewhere or when asked for; a
-    multifunction (anytime) package gets a backend that runs its functions as stages."""
-    from .mlpackage import package_functions
-
-    functions = package_functions(path)
-    if functions:
-        from .coreml_stages import CoreMLStagesBackend
-
-        return CoreMLStagesBackend(path, functions, threads, prefer_checker)
+    """MLModel on macOS (the real Core ML), the checker elsewhere or when asked for."""
     if platform.system() == "Darwin" and not prefer_checker:
         return CoreMLBackend(path, threads)
     return CoreMLCheckerBackend(path, threads)

@@ -65,7 +65,15 @@ def _onnx_backend(path: Path, threads: int | None, checker: bool):
 
 
 def _coreml_backend(path: Path, threads: int | None, checker: bool):
-    """Core ML itself on macOS; elsewhere (or with checker=True) edgeskin's numpy checker."""
+    """Core ML itself on macOS; elsewhere (or with checker=True) edgeskin's numpy checker. A
+    multifunction (anytime) package gets a backend that runs its functions as stages."""
+    from .mlpackage import package_functions
+
+    functions = package_functions(path)
+    if functions:
+        from .coreml_stages import CoreMLStagesBackend
+
+        return CoreMLStagesBackend(path, functions, threads, prefer_checker=checker)
     from .coreml import coreml_backend
 
     return coreml_backend(path, threads, prefer_checker=checker)

@@ -83,8 +83,8 @@ def cmd_parity(args) -> int:
             print(f"{check.path.name}, anytime on these images:")
             print_rows(summary_rows(check.anytime))
             print("\n".join(summary_sentences(check.anytime)))
-    anytime = ", anytime-*.png" if any(c.anytime for c in run.checks) else ""
-    print(f"\nreport: {out / 'report.md'} (+ report.json, confusion-*.png, accuracy-latency.png{anytime})")
+    pictures = sorted({p.name.split("-", 1)[0] + "-*.png" if p.name != "accuracy-latency.png" else p.name for p in out.glob("*.png")})
+    print(f"\nreport: {out / 'report.md'} (+ report.json, {', '.join(pictures)})")
     for check in run.failed:
         print(f"FAILED {check.path}: {'; '.join(check.failures)}", file=sys.stderr)
     return 1 if run.failed else 0

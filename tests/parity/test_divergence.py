@@ -57,6 +57,8 @@ def test_weights_perturbed_after_conversion_are_located(converted, real_data_dir
     assert errors[f"block {block - 1}"] < 1e-5 < 1e-2 < errors[f"block {block}"]
     assert f"error starts at block {block}" in done.stdout
     assert f"FAILED {broken}" in done.stderr
+    pictures = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
+    assert f"divergence-{broken.name}.png" in pictures and "accuracy-latency.png" not in pictures  # --no-bench: no latency plot
 
 
 def test_an_artifact_not_listed_in_a_manifest_is_checked_without_one(converted, real_data_dir, tmp_path):

@@ -18,11 +18,20 @@ def test_three_report_kinds_are_written_and_open(parity_report):
     for name in names:
         assert f"| {name} |" in markdown  # one table row per artifact
         with Image.open(folder / f"confusion-{name}.png") as image:
-            assert image.format == "PNG" and image.width > 1.5 * image.height  # two matrices side by side
+            assert image.format == "PNG" and image.width > 2.5 * image.height  # reference, artifact, difference
+        with Image.open(folder / f"divergence-{name}.png") as image:  # --explain: the curve as a picture
+            assert image.format == "PNG"
+        assert f"](divergence-{name}.png)" in markdown and f"](confusion-{name}.png)" in markdown
+    for entry in report["artifacts"]:  # thumbnails exactly where images flipped
+        flipped = (folder / f"flipped-{entry['name']}.png").is_file()
+        assert flipped == bool(entry["parity"]["flipped"]), entry["name"]
     with Image.open(folder / "accuracy-latency.png") as image:
         assert image.format == "PNG" and image.width >= 600
     assert "| artifact | recipe | size | cosine | agreement | BMA ref/artifact |" in markdown
     assert "McNemar" in markdown and "bootstrap" in markdown
+    assert "| component | version |" in markdown and '"libraries"' not in markdown  # a table, not a JSON blob
+    assert "noise check: " in markdown and "Physical floor: this CPU's measured matmul peak" in markdown
+    assert report["noise"]["rounds"] >= 5 and report["peak"]["fp32_gflops"] > 0
 
 
 def test_reference_bma_equals_edgeskin_eval(parity_report, real_data_dir, tmp_path):
@@ -59,6 +68,8 @@ def test_latency_is_measured_against_the_reference(parity_report):
         assert latency["ratio_to_reference"] == pytest.approx(latency["p50_ms"] / reference["p50_ms"])
         assert latency["peak_rss_mb"] < reference["peak_rss_mb"]  # no torch in an artifact's process
         assert latency["threads"] == reference["threads"] == 1
+        assert latency["gflop"] == pytest.approx(reference["gflop"], rel=1e-6)  # one network, counted from each graph
+        assert latency["ratio_stable"] is report["noise"]["stable"]
 
 
 def test_explain_gives_a_block_curve_for_every_artifact(parity_report):
