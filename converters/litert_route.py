@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeskin.converters.progress import stage
 from edgeskin.converters.quiet import log_tail, quiet_output
 from edgeskin.converters.tflite import LINEAR_OPS
 from edgeskin.models import deployable
+from edgeskin.progress import stage
 from edgeskin.runtime.errors import EdgeskinError
 
 CALIBRATION_CHUNK = 16  # images per Calibrator call: progress between calls

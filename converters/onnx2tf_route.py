@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeskin.converters.progress import stage
 from edgeskin.converters.worker_env import WorkerEnvironment
+from edgeskin.progress import stage
 
 ONNX2TF = WorkerEnvironment("EDGESKIN_ONNX2TF_PYTHON", ".venv-onnx2tf", "--route onnx2tf", "install-onnx2tf",
                             "onnx2tf 1.29.24 (constraints-onnx2tf.txt)")

@@ -19,7 +19,6 @@ from edgeskin.converters.artifacts import artifact_name, staged_folder
 from edgeskin.converters.calibration import DEFAULT_COUNT, CalibrationSet, calibration_set
 from edgeskin.converters.coreml import MINIMUM_DEPLOYMENT_TARGET
 from edgeskin.converters.onnx import export_onnx_bytes
-from edgeskin.converters.progress import stage
 from edgeskin.converters.recipes import DEFAULT_ROUTE, ROUTE_LABELS, Recipe
 from edgeskin.environment import library_versions
 from edgeskin.image_sources import ImageSource, describe, resolve_images
@@ -32,6 +31,7 @@ from edgeskin.manifest import (
     now,
     write_manifest,
 )
+from edgeskin.progress import stage
 from edgeskin.runtime.errors import EdgeskinError
 from edgeskin.runtime.formats import Format, format_for_target, resolve
 from edgeskin.runtime.integrity import artifact_digest  # the digest the runtime checks files against

@@ -222,11 +222,11 @@ def _select_split(source: Path, label: str, samples: list[Sample], splits: list[
 
 def load_images(dataset: Dataset, config: PreprocessConfig, progress: bool = True) -> np.ndarray:
     """Preprocess every image into one (N, size, size, 3) uint8 array; report every bad file."""
-    from tqdm import tqdm
+    from edgeskin.progress import progress_iter
 
     out = np.empty((len(dataset), config.size, config.size, 3), dtype=np.uint8)
     failures = []
-    for i, sample in enumerate(tqdm(dataset.samples, desc="images", unit="img", disable=None if progress else True, leave=False)):
+    for i, sample in enumerate(progress_iter(dataset.samples, f"loading {len(dataset)} images of {dataset.name}", progress)):
         try:
             out[i] = preprocess(sample.path, config)
         except EdgeskinError as exc:

@@ -21,14 +21,14 @@ from edgeskin.models import SkinViT
 @torch.no_grad()
 def predict_logits(model: SkinViT, images: np.ndarray, exit: int | None = None, batch_size: int = 64, progress: bool = False) -> np.ndarray:
     """uint8 (N,H,W,3) images -> float32 logits (N, classes), in eval mode, in batches."""
-    from tqdm import tqdm
+    from edgeskin.progress import progress_iter
 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     chunks = []
     starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="eval", unit="batch", disable=None if progress else True, leave=False):
+    for start in progress_iter(starts, f"PyTorch on {len(images)} images" + (f" (exit {exit})" if exit else ""), progress):
         batch = torch.from_numpy(images[start : start + batch_size]).to(device).permute(0, 3, 1, 2)
         chunks.append(model(batch.float(), exit=exit).float().cpu().numpy())
     model.train(was_training)

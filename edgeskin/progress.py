@@ -83,3 +83,26 @@ def stage(report, label: str, total: int | None = None):
         if bar is not None:
             bar.close()
     report(f"{label}: {time.perf_counter() - began:.1f} s")
+
+
+_CONSOLE: list[Console] = []
+
+
+def _console() -> Console:
+    """One Console per process for progress_iter (each holds a duplicate of stderr's descriptor)."""
+    if not _CONSOLE:
+        _CONSOLE.append(Console())
+    return _CONSOLE[0]
+
+
+def progress_iter(items, label: str, enabled: bool = True, report=None):
+    """Iterate `items` with a stage's progress (a bar on a terminal, a line every HEARTBEAT_SECONDS
+    and the total time otherwise); `enabled=False` iterates silently."""
+    items = list(items)
+    if not enabled:
+        yield from items
+        return
+    with stage(report or _console(), label, total=len(items)) as advance:
+        for item in items:
+            yield item
+            advance()

@@ -109,13 +109,13 @@ class ArtifactCheck:
 def check_artifact(predictor: Predictor, images: VerificationImages, manifest: Path | None = None,
                    progress: bool = False) -> ArtifactCheck:
     """Run the artifact on every image and judge it by its recipe's gate."""
-    from tqdm import tqdm
+    from edgeskin.progress import progress_iter
 
     meta = predictor.metadata
     if meta.recipe not in RECIPES:
         raise EdgeskinError.about(predictor.path, f"unknown recipe '{meta.recipe}' in its metadata (known: {', '.join(RECIPES)})")
-    rows = [predictor.run(p)["logits"] for p in tqdm(images.pixels, desc=predictor.path.name, unit="img",
-                                                      disable=None if progress else True, leave=False)]
+    rows = [predictor.run(p)["logits"] for p in progress_iter(images.pixels, f"{predictor.path.name} on {len(images.pixels)} images",
+                                                               progress)]
     parity = compare(images.reference[meta.exit], np.stack(rows), images.labels, images.class_names, images.image_ids,
                      RECIPES[meta.recipe].gate)
     return ArtifactCheck(predictor.path, meta, parity, predictor.runtime, manifest)

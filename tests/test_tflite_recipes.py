@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from edgeskin.converters.progress import stage
 from edgeskin.converters.recipes import RECIPES, recipes_for
 from edgeskin.converters.tflite import tensor_types
+from edgeskin.progress import stage
 from edgeskin.runtime import EdgeskinError
 from tests.helpers import assert_one_line_error, run_cli
 
@@ -57,7 +57,7 @@ class Lines(list):
 
 
 def test_a_stage_without_a_terminal_prints_a_line_at_least_every_heartbeat(monkeypatch):
-    monkeypatch.setattr("edgeskin.converters.progress.HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr("edgeskin.progress.HEARTBEAT_SECONDS", 0.05)
     lines = Lines()
     with stage(lines, "calibrating on 4 images", total=4) as advance:
         for _ in range(4):

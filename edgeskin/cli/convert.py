@@ -62,8 +62,8 @@ def _abandon_on_signal() -> None:
 def cmd_convert(args) -> int:
     """Parsing and printing around edgeskin.convert (the Python API does the work)."""
     from edgeskin import api
-    from edgeskin.converters.progress import Console
     from edgeskin.model_loading import DEMO_CHECKPOINT, load_checkpoint
+    from edgeskin.progress import Console
 
     loaded = load_checkpoint(args.checkpoint or DEMO_CHECKPOINT, stated=stated_from_args(args))
     _abandon_on_signal()
