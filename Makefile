@@ -11,10 +11,12 @@ ONNX2TF_STAMP := $(ONNX2TF_VENV)/.installed
 # The TFLite metadata writer's environment (MediaPipe 0.10.21, protobuf 4): every .tflite gets its
 # standard metadata there, as a subprocess (converters/tflite_metadata.py). Part of `make install`.
 MEDIAPIPE_VENV := .venv-mediapipe
+TIMMX_VENV := .venv-timmx
+TIMMX_STAMP := $(TIMMX_VENV)/.installed
 MEDIAPIPE_STAMP := $(MEDIAPIPE_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-onnx2tf test test-slow test-onnx2tf lint wheel demo demo-model device-test clean
+.PHONY: install install-onnx2tf install-timmx bench-peers test test-slow test-onnx2tf lint wheel demo demo-model device-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +40,21 @@ $(ONNX2TF_STAMP): constraints-onnx2tf.txt
 	touch $(ONNX2TF_STAMP)
 
 install-onnx2tf: $(ONNX2TF_STAMP)
+
+# timmx, the peer bench/peers.py compares with, in its own environment: `make install-timmx`
+$(TIMMX_STAMP): constraints-timmx.txt
+	$(PYTHON) -m venv $(TIMMX_VENV)
+	$(TIMMX_VENV)/bin/pip install --quiet torch==2.13.0
+	$(TIMMX_VENV)/bin/pip install --quiet -c constraints-timmx.txt 'timmx[onnx,litert,coreml]'
+	# the same torchvision startup hook as the main environment's, standalone (no edgeskin there)
+	$(TIMMX_VENV)/bin/python edgeskin/_timm_shim.py --standalone
+	touch $(TIMMX_STAMP)
+
+install-timmx: $(TIMMX_STAMP)
+
+# edgeskin and timmx side by side on the demo student (README: "Against a peer")
+bench-peers: $(STAMP) $(MEDIAPIPE_STAMP) $(TIMMX_STAMP)
+	$(BIN)/python bench/peers.py
 
 test: $(STAMP) $(MEDIAPIPE_STAMP)
 	$(BIN)/python -m pytest -m "not slow and not onnx2tf" $(PYTEST_ARGS)

@@ -55,15 +55,16 @@ def bench_model(name: str, args, folder: Path) -> list[dict]:
         _, manifest, checks = convert(request, report=report)
         converted += list(zip(checks, manifest.artifacts, strict=True))
     pixels = load_images(open_dataset(bundled_images(), "test"), loaded.config.preprocess, progress=False)[:8]
-    torch_row, timed, noise, _ = benchmark([check.path for check, _ in converted], (loaded.source, None), pixels, args.threads,
+    torch_row, timed, noise, peak = benchmark([check.path for check, _ in converted], (loaded.source, None), pixels, args.threads,
                                         args.runs, progress=report)
     rows = [{"model": loaded.config.arch, "route": "-", "recipe": "PyTorch eager fp32", "convert_s": None, "mb": None,
-             "p50_ms": torch_row.p50_ms, "ratio": 1.0, "stable": True, "agreement": None, "dlogit": None,
-             "tail": torch_row.p90_ms / torch_row.p50_ms, "noise": noise}]
+             "p50_ms": torch_row.p50_ms, "ratio": 1.0, "stable": True, "agreement": None, "dlogit": None, "latency": torch_row,
+             "tail": torch_row.p90_ms / torch_row.p50_ms, "noise": noise, "peak": peak}]
     for (check, entry), latency in zip(converted, timed, strict=True):
         rows.append({"model": loaded.config.arch, "route": entry.route, "recipe": check.recipe,
                      "convert_s": entry.conversion_seconds, "mb": check.bytes / 1e6, "p50_ms": latency.p50_ms,
                      "ratio": latency.ratio_to_reference, "stable": latency.ratio_stable, "agreement": check.parity.agreement,
+                     "latency": latency,
                      "dlogit": check.parity.max_abs_logit_diff, "tail": latency.p90_ms / latency.p50_ms, "noise": noise,
                      "verdict": "pass" if check.passed else "FAIL"})
     return rows
@@ -71,6 +72,10 @@ def bench_model(name: str, args, folder: Path) -> list[dict]:
 
 def _cell(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
+
+
+def _peak(latency) -> str:
+    return f"{latency.peak_fraction:.1%} {latency.compute}" if latency.peak_fraction else "-"
 
 
 def main() -> None:
@@ -87,16 +92,17 @@ def main() -> None:
         rows = [row for name in args.models.split(",") for row in bench_model(name.strip(), args, Path(tmp))]
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
           f"torch {torch.__version__}, median of {args.runs} runs after 5 warm-up, interleaved rounds")
-    print("| model | route | recipe | convert s | MB | agreement | max\\|dlogit\\| | p50 ms | x PyTorch | p90/p50 | verdict |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | route | recipe | convert s | MB | agreement | max\\|dlogit\\| | p50 ms | x PyTorch | p90/p50 | GFLOP/s | % of peak "
+          "| verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['route']} | {r['recipe']} | {_cell(r['convert_s'], '.1f')} | {_cell(r['mb'], '.2f')} | "
               f"{_cell(r['agreement'], '.1%')} | {_cell(r['dlogit'], '.2g')} | {r['p50_ms']:.2f} | {ratio_text(r['ratio'], r['stable'])} | "
-              f"{r['tail']:.2f} | {r.get('verdict', '-')} |")
+              f"{r['tail']:.2f} | {_cell(r['latency'].gflops_per_s, '.0f')} | {_peak(r['latency'])} | {r.get('verdict', '-')} |")
     print("convert s: a quantized file's time includes the float conversion it starts from (onnx2tf: fp32, fp16 and "
           "dynamic come from one run). p90/p50: the spread of each backend's timed runs.")
-    for verdict in {id(r["noise"]): r["noise"] for r in rows}.values():
-        print(verdict.sentence())
+    for row in [r for r in rows if "peak" in r]:  # one per model: its timing run's verdict and the CPU's peak
+        print(f"{row['model']}: {row['noise'].sentence()}; {row['peak'].sentence()}")
 
 
 if __name__ == "__main__":

@@ -108,5 +108,22 @@ def install_hook() -> str:
     return str(target)
 
 
+STANDALONE_MODULE = "edgeskin_torchvision_shim"  # this file's copy in an environment without edgeskin
+
+
+def install_standalone_hook() -> str:
+    """The same hook for an environment without edgeskin (bench/peers.py's timmx environment): this
+    file, which imports only the standard library, copied beside the .pth line that installs it."""
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    folder = Path(sysconfig.get_paths()["purelib"])
+    shutil.copyfile(__file__, folder / f"{STANDALONE_MODULE}.py")
+    target = folder / HOOK_FILE
+    target.write_text(f"import {STANDALONE_MODULE} as _s; _s.TorchvisionFinder.install()\n")
+    return str(target)
+
+
 if __name__ == "__main__":
-    print(f"startup hook written: {install_hook()}")
+    print(f"startup hook written: {install_standalone_hook() if '--standalone' in sys.argv else install_hook()}")

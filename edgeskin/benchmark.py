@@ -102,8 +102,19 @@ def _load_backend(spec: dict, threads: int):
     from edgeskin.runtime import load
     from edgeskin.runtime.formats import format_of
 
-    format_of(spec["path"]).import_runtime()
+    fmt = format_of(spec["path"])
+    fmt.import_runtime()
     imported = time.perf_counter()
+    if spec["kind"] == "foreign":  # another tool's file (bench/peers.py): float 0..255 pixels in its layout, first output
+        backend = fmt.open_backend(Path(spec["path"]), threads, True)
+        loaded = time.perf_counter()
+        nchw = spec["layout"] == "NCHW"
+
+        def run_foreign(pixels):
+            array = pixels.astype(np.float32)[None]
+            return backend.run(np.ascontiguousarray(array.transpose(0, 3, 1, 2)) if nchw else array)
+
+        return run_foreign, f"{backend.runtime} {backend.runtime_version}", imported - began, loaded - imported
     predictor = load(spec["path"], threads=threads)
     loaded = time.perf_counter()
     return predictor.run, predictor.runtime, imported - began, loaded - imported
@@ -201,8 +212,8 @@ class _Worker:
 
 def _compute(spec: dict) -> str | None:
     """What the backend's matmuls run in: PyTorch fp32; an artifact's recipe says (the Core ML checker: none)."""
-    if spec["kind"] == "pytorch":
-        return "fp32"
+    if spec["kind"] in ("pytorch", "foreign"):
+        return "fp32"  # another tool's files are float (bench/peers.py compares fp32 with fp32)
     from edgeskin.converters.recipes import RECIPES
     from edgeskin.runtime.formats import read_artifact_metadata
 
@@ -228,18 +239,20 @@ def latency_caveat(backends: list[str]) -> str | None:
 
 
 def benchmark(artifacts: list[Path], reference: tuple[Path, int | None] | None, pixels: np.ndarray, threads: int,
-              runs: int, progress=None, budget_seconds: float = BUDGET_SECONDS
+              runs: int, progress=None, budget_seconds: float = BUDGET_SECONDS, foreign: list[tuple[Path, str]] = ()
               ) -> tuple[LatencyResult | None, list[LatencyResult], NoiseVerdict, Peak]:
     """Reference (if any) and each artifact, each in its own process, timed in interleaved rounds
     (one backend runs at a time) of runs/WINDOW runs each, so that a machine's drift between
     minutes falls on every backend alike; rounds go on past WINDOW until the ratios settle or
     `budget_seconds` is spent. Figures come from the last WINDOW rounds; artifact ratios are
-    p50 / reference p50, each marked stable or not by the noise verdict."""
+    p50 / reference p50, each marked stable or not by the noise verdict. `foreign`: files another tool
+    wrote, without edgeskin metadata, as (path, "NHWC"/"NCHW"): run on float 0..255 pixels."""
     say = progress or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="edgeskin-bench-") as tmp:
         inputs_file = Path(tmp) / "inputs.npy"
         np.save(inputs_file, np.ascontiguousarray(pixels, dtype=np.uint8))
         specs = [{"kind": "artifact", "path": Path(p), "name": Path(p).name} for p in artifacts]
+        specs += [{"kind": "foreign", "path": Path(p), "name": Path(p).name, "layout": layout} for p, layout in foreign]
         if reference is not None:
             specs.insert(0, {"kind": "pytorch", "path": reference[0], "name": "PyTorch reference", "exit": reference[1]})
         workers: list[_Worker] = []

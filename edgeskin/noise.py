@@ -63,7 +63,7 @@ def calibrate(processes: int) -> Calibration:
     if processes <= 1:
         runs = [[_spin()] for _ in range(2)]
     else:
-        context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once a threaded library (JAX, via the quantizer) is loaded
         with context.Pool(processes) as pool:
             pool.map(_spin, [1000] * processes)  # the workers exist before the timed copies start
             runs = [pool.map(_spin, [_LOOP] * processes) for _ in range(2)]

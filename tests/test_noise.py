@@ -68,3 +68,23 @@ def test_a_competing_cpu_bound_process_is_caught(tiny_tflite, sample_pixels):
             process.kill()
     assert not noise.stable and row.ratio_stable is False and noise.reasons
     assert np.isfinite(row.ratio_to_reference) and noise.rounds >= WINDOW
+
+
+def test_another_tools_file_is_timed_and_counted_like_ours(tmp_path, sample_pixels):
+    """bench/peers.py's timmx files carry no edgeskin metadata: benchmark runs them as they are."""
+    from edgeskin.benchmark import benchmark
+    from edgeskin.converters.onnx import export_onnx_bytes
+    from edgeskin.flops import torch_flops
+    from edgeskin.model_loading import load_checkpoint
+    from edgeskin.models import deployable
+    from tests.conftest import DEMO_STUDENT
+
+    model = load_checkpoint(DEMO_STUDENT).model
+    foreign = tmp_path / "plain.onnx"
+    foreign.write_bytes(export_onnx_bytes(model, None, sample_pixels[0]))  # no edgeskin metadata in it
+    base, (row,), _, _ = benchmark([], (DEMO_STUDENT, None), sample_pixels[:2], 1, 5, budget_seconds=0, foreign=[(foreign, "NCHW")])
+    import torch
+
+    expected = torch_flops(deployable(model).eval(), torch.rand(1, 3, 224, 224) * 255)
+    assert row.name == "plain.onnx" and row.backend.startswith("onnxruntime") and row.p50_ms > 0
+    assert row.gflop == pytest.approx(expected / 1e9) == pytest.approx(base.gflop) and row.compute == "fp32"

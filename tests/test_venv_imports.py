@@ -24,3 +24,18 @@ def test_the_startup_hook_is_installed_and_imports_nothing_heavy():
               "print(any(isinstance(f, TorchvisionFinder) for f in sys.meta_path), 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["True", "False"], done.stderr
+
+
+def test_the_standalone_hook_works_where_edgeskin_is_not_installed(tmp_path):
+    """`make install-timmx`'s environment has no edgeskin: the shim goes in as a copy of its own file."""
+    from edgeskin import _timm_shim
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True, timeout=120)
+    python = tmp_path / "venv" / "bin" / "python"
+    done = subprocess.run([str(python), _timm_shim.__file__, "--standalone"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert done.returncode == 0 and "startup hook written" in done.stdout, done.stderr
+    script = ("import sys; print([type(f).__name__ for f in sys.meta_path][:1], 'torch' in sys.modules, "
+              "__import__('importlib.util').util.find_spec('edgeskin') is None)")
+    done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.stdout.split() == ["['TorchvisionFinder']", "False", "True"], done.stderr
