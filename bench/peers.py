@@ -35,6 +35,7 @@ from edgeskin.evaluate import predict_logits
 from edgeskin.image_sources import resolve_images
 from edgeskin.model_loading import DEMO_CHECKPOINT, load_checkpoint
 from edgeskin.noise import ratio_text
+from edgeskin.runtime.predictor import load as load_artifact
 
 TIMMX = WorkerEnvironment("EDGESKIN_TIMMX_PYTHON", ".venv-timmx", "bench/peers.py", "install-timmx", "timmx 0.10.1")
 # timmx format -> (suffix, input layout of its file, extra timmx flags, edgeskin --target)
@@ -104,7 +105,7 @@ def convert_edgeskin(fmt: str, loaded, data, out: Path) -> Converted:
 def logits_of(item: Converted, pixels: np.ndarray) -> np.ndarray:
     """The file's logits on every image: edgeskin's through its predictor, timmx's by the same runtimes."""
     if item.tool == "edgeskin":
-        predictor = edgeskin.load(item.path, coreml_checker=True)
+        predictor = load_artifact(item.path, coreml_checker=True)
         return np.stack([predictor.run(p)["logits"] for p in pixels])
     if item.format == "coreml":  # edgeskin's checker runs any ML Program, so a timmx package is checked on Linux too
         from edgeskin.runtime.coreml import MilExecutor

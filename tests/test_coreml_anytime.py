@@ -125,8 +125,10 @@ def test_info_names_the_functions_and_the_stored_policy(packages):
 
 @pytest.mark.skipif(platform.system() != "Darwin", reason="Core ML prediction (MLModel with a function_name) needs macOS")
 def test_core_ml_itself_runs_every_function_as_the_checker_does(packages, sample_pixels):
+    from edgeskin.runtime.predictor import load
+
     path = _path(packages[1], "fp32")
-    mac, checker = edgeskin.load(path), edgeskin.load(path, coreml_checker=True)
+    mac, checker = load(path), load(path, coreml_checker=True)
     for exit, outputs in mac.run_all(sample_pixels[0]).items():
         np.testing.assert_allclose(outputs["logits"], checker.run_all(sample_pixels[0])[exit]["logits"], rtol=1e-2, atol=1e-2)
 
