@@ -264,10 +264,12 @@ def benchmark(artifacts: list[Path], reference: tuple[Path, int | None] | None, 
             say(f"bench: this CPU's matmul peak at {threads} threads, then the machine's state (a CPU loop in {threads} processes)")
             peak = measure_peak(threads)
             before = MachineState.now(threads)
-            began, per_round = time.perf_counter(), max(1, runs // WINDOW)
+            began, per_round, said = time.perf_counter(), max(1, runs // WINDOW), 0.0
             while True:
-                say(f"bench: round {len(workers[0].rounds) + 1} (at least {WINDOW}), {per_round} runs x {len(workers)} backends, "
-                    f"{time.perf_counter() - began:.0f} s")
+                if len(workers[0].rounds) < WINDOW or time.perf_counter() - said > 5:  # every round, then every 5 s
+                    said = time.perf_counter()
+                    say(f"bench: round {len(workers[0].rounds) + 1} (at least {WINDOW}), {per_round} runs x {len(workers)} "
+                        f"backends, {said - began:.0f} s")
                 for worker in workers:
                     worker.time(per_round)
                 medians = {w.spec["name"]: [float(np.median(r)) for r in w.rounds] for w in workers}
@@ -285,7 +287,7 @@ def benchmark(artifacts: list[Path], reference: tuple[Path, int | None] | None, 
     base = results.pop(0) if reference is not None else None
     if base is not None:
         results = [LatencyResult(**{**r.to_dict(), "ratio_to_reference": r.p50_ms / base.p50_ms,
-                                    "ratio_stable": noise.stable}) for r in results]
+                                    "ratio_stable": noise.stable_for(r.name, base.name)}) for r in results]
     return base, results, noise, peak
 
 

@@ -129,6 +129,16 @@ class NoiseVerdict:
     unsettled: list[str] = field(default_factory=list)  # the backends whose ratio did not settle
 
     @property
+    def busy(self) -> bool:
+        """Another process had the cores before or after the timing."""
+        return min(self.before.calibration.efficiency, self.after.calibration.efficiency) < MIN_EFFICIENCY
+
+    def stable_for(self, name: str, reference: str | None) -> bool:
+        """One row's ratio: free cores, its own ratio settled, no stalled runs in it or in the reference."""
+        tails = [self.tail.get(name, 1.0), self.tail.get(reference, 1.0) if reference else 1.0]
+        return not self.busy and name not in self.unsettled and max(tails) <= TAIL_LIMIT
+
+    @property
     def label(self) -> str:
         return "stable" if self.stable else "UNSTABLE: " + "; ".join(self.reasons)
 

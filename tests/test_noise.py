@@ -43,6 +43,10 @@ def test_the_verdict_names_each_reason_and_ratios_are_never_plain_when_unstable(
     assert not verdict.stable and verdict.unsettled == ["a.tflite"]
     assert any("moved more than" in r for r in verdict.reasons) and any("cores busy before" in r for r in verdict.reasons)
     assert verdict.sentence().startswith("noise check: UNSTABLE") and verdict.to_dict()["stable"] is False
+    assert verdict.busy and not verdict.stable_for("a.tflite", "ref")
+    calm = judge({"ref": [10.0] * WINDOW, "a": [5.0] * WINDOW, "b": [5.0, 9.0, 5.0, 5.0, 5.0]}, "ref", {"ref": 1.1, "a": 1.1, "b": 1.3},
+                 QUIET, QUIET, 1.0)
+    assert not calm.stable and calm.stable_for("a", "ref") and not calm.stable_for("b", "ref")  # only b's ratio moved
     assert judge({"ref": [10.0] * WINDOW, "a": [5.0] * WINDOW}, "ref", {}, QUIET, QUIET, 1.0).stable
     assert ratio_text(0.5, False) == "0.50x (unstable)" and ratio_text(0.5, True) == "0.50x" and ratio_text(None, None) == "-"
     assert TOLERANCE == 0.05
