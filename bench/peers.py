@@ -115,12 +115,10 @@ def logits_of(item: Converted, pixels: np.ndarray) -> np.ndarray:
         executor, (name,) = MilExecutor(package), package.program.inputs
         return np.stack([next(iter(executor.run({name: p.transpose(2, 0, 1)[None].astype(np.float32)}).values())).reshape(-1)
                          for p in pixels])
-    from edgeskin.runtime.formats import format_of
+    from edgeskin.benchmark import foreign_runner
 
-    backend = format_of(item.path).open_backend(item.path, None, True)
-    nchw = item.layout == "NCHW"
-    return np.stack([backend.run(np.ascontiguousarray(p.transpose(2, 0, 1)[None] if nchw else p[None]).astype(np.float32))[0].reshape(-1)
-                     for p in pixels])
+    run, _ = foreign_runner(item.path, item.layout, None)
+    return np.stack([run(p)[0].reshape(-1) for p in pixels])
 
 
 def main() -> None:

@@ -80,8 +80,26 @@ def _time_runs(run, inputs: np.ndarray, runs: int, offset: int = 0) -> list[floa
     return samples
 
 
+def foreign_runner(path: Path, layout: str, threads: int | None):
+    """Another tool's file, without edgeskin metadata: (run(uint8 HWC pixels) -> its outputs, backend),
+    fed float 0..255 pixels in `layout` ("NHWC" or "NCHW")."""
+    from edgeskin.runtime.formats import format_of
+
+    backend = format_of(path).open_backend(path, threads, True)
+    nchw = layout == "NCHW"
+
+    def run(pixels: np.ndarray) -> list[np.ndarray]:
+        array = pixels.astype(np.float32)[None]
+        return backend.run(np.ascontiguousarray(array.transpose(0, 3, 1, 2)) if nchw else array)
+
+    return run, backend
+
+
 def _load_backend(spec: dict, threads: int):
-    """-> (run(pixels), backend label, import seconds, load seconds)."""
+    """-> (run(pixels), backend label, import seconds, load seconds, count_flops(pixels): FLOPs per image,
+    PyTorch's counter on the loaded model for the reference, the file's graph for an artifact)."""
+    from edgeskin.flops import artifact_flops, torch_flops
+
     began = time.perf_counter()
     if spec["kind"] == "pytorch":
         import torch
@@ -98,32 +116,29 @@ def _load_backend(spec: dict, threads: int):
             with torch.inference_mode():
                 return wrapper(torch.from_numpy(pixels).permute(2, 0, 1)[None].float())
 
-        return run, f"torch {torch.__version__} eager", imported - began, loaded - imported
+        def count_flops(pixels):
+            return torch_flops(wrapper, torch.from_numpy(pixels).permute(2, 0, 1)[None].float())
+
+        return run, f"torch {torch.__version__} eager", imported - began, loaded - imported, count_flops
     from edgeskin.runtime import load
     from edgeskin.runtime.formats import format_of
 
-    fmt = format_of(spec["path"])
-    fmt.import_runtime()
+    format_of(spec["path"]).import_runtime()
     imported = time.perf_counter()
-    if spec["kind"] == "foreign":  # another tool's file (bench/peers.py): float 0..255 pixels in its layout, first output
-        backend = fmt.open_backend(Path(spec["path"]), threads, True)
-        loaded = time.perf_counter()
-        nchw = spec["layout"] == "NCHW"
-
-        def run_foreign(pixels):
-            array = pixels.astype(np.float32)[None]
-            return backend.run(np.ascontiguousarray(array.transpose(0, 3, 1, 2)) if nchw else array)
-
-        return run_foreign, f"{backend.runtime} {backend.runtime_version}", imported - began, loaded - imported
+    count_graph = lambda pixels: artifact_flops(spec["path"])  # noqa: E731 - the graph's count needs no input
+    if spec["kind"] == "foreign":  # another tool's file (bench/peers.py)
+        run_foreign, backend = foreign_runner(Path(spec["path"]), spec["layout"], threads)
+        return (run_foreign, f"{backend.runtime} {backend.runtime_version}", imported - began, time.perf_counter() - imported,
+                count_graph)
     predictor = load(spec["path"], threads=threads)
     loaded = time.perf_counter()
-    return predictor.run, predictor.runtime, imported - began, loaded - imported
+    return predictor.run, predictor.runtime, imported - began, loaded - imported, count_graph
 
 
 def _worker(spec: dict) -> None:
     """Load, warm up, say so; then time as many runs as asked, round after round, until told to stop."""
     inputs = np.load(spec["inputs"])
-    run, backend, import_s, load_s = _load_backend(spec, spec["threads"])
+    run, backend, import_s, load_s, count_flops = _load_backend(spec, spec["threads"])
     began = time.perf_counter()
     run(inputs[0])
     first_ms = (time.perf_counter() - began) * 1e3
@@ -139,22 +154,7 @@ def _worker(spec: dict) -> None:
         print(json.dumps(_time_runs(run, inputs, count, done)), flush=True)
         done += count
     peak_rss = _peak_rss_mb()  # before the FLOP count, which runs the model once more
-    print(json.dumps({"peak_rss_mb": peak_rss, "flops": counted_flops(spec, inputs[0])}), flush=True)
-
-
-def counted_flops(spec: dict, pixels: np.ndarray) -> int | None:
-    """The model's FLOPs per image: PyTorch's counter for the reference, the graph's for an artifact."""
-    from edgeskin.flops import artifact_flops, torch_flops
-
-    if spec["kind"] != "pytorch":
-        return artifact_flops(spec["path"])
-    import torch
-
-    from edgeskin.model_loading import load_checkpoint
-    from edgeskin.models import deployable
-
-    wrapper = deployable(load_checkpoint(spec["path"]).model, exit=spec.get("exit")).eval()
-    return torch_flops(wrapper, torch.from_numpy(pixels).permute(2, 0, 1)[None].float())
+    print(json.dumps({"peak_rss_mb": peak_rss, "flops": count_flops(inputs[0])}), flush=True)
 
 
 class _Worker:

@@ -88,11 +88,11 @@ def _mil_flops(op, types: dict, constants: dict) -> int:
 
 
 def _coreml_flops(path: Path) -> int:
-    from edgeskin.runtime.mlpackage import package_functions, read_package
+    from edgeskin.runtime.mlpackage import read_functions
 
     total = 0
-    for function in package_functions(path) or ("main",):
-        program = read_package(path, function).program
+    for package in read_functions(path).values():
+        program = package.program
         types = program.types()
         constants = {op.outputs[0]: op.attributes.get("val") for op in program.ops if op.type == "const"}
         total += sum(_mil_flops(op, types, constants) for op in program.ops)

@@ -25,7 +25,7 @@ import numpy as np
 TOLERANCE = 0.05  # per-round ratios within +-5% of their median
 WINDOW = 5  # rounds the figures and the stability check use (the last ones)
 BUDGET_SECONDS = 60.0  # extra rounds stop after this much timing
-MIN_EFFICIENCY = 0.8  # every calibration copy got >= 80% of a core: the cores are free
+MIN_CPU_SHARE = 0.8  # every calibration copy got >= 80% of a core: the cores are free
 TAIL_LIMIT = 1.5  # p90 / p50 of a backend above this: its runs were interrupted
 _LOOP = 400_000  # iterations of the calibration loop (~15-30 ms of one core)
 
@@ -49,10 +49,6 @@ class Calibration:
     wall_ms: float  # the slowest copy's wall time
     cpu_share: float  # the smallest share of a core a copy got
     processes: int
-
-    @property
-    def efficiency(self) -> float:
-        return self.cpu_share
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +127,7 @@ class NoiseVerdict:
     @property
     def busy(self) -> bool:
         """Another process had the cores before or after the timing."""
-        return min(self.before.calibration.efficiency, self.after.calibration.efficiency) < MIN_EFFICIENCY
+        return min(self.before.calibration.cpu_share, self.after.calibration.cpu_share) < MIN_CPU_SHARE
 
     def stable_for(self, name: str, reference: str | None) -> bool:
         """One row's ratio: free cores, its own ratio settled, no stalled runs in it or in the reference."""
@@ -144,11 +140,11 @@ class NoiseVerdict:
 
     def sentence(self) -> str:
         """One line for tables' footers and reports."""
-        efficiency = f"{self.before.calibration.efficiency:.0%}/{self.after.calibration.efficiency:.0%}"
+        share = f"{self.before.calibration.cpu_share:.0%}/{self.after.calibration.cpu_share:.0%}"
         load = f"load average {self.before.load_average}" if self.before.load_average is not None else "no load average"
         return (f"noise check: {self.label} ({self.rounds} rounds in {self.seconds:.0f} s; ratios within "
                 f"+-{self.tolerance:.0%} over the last {self.window} rounds: worst {max(self.ratio_spread.values(), default=0):.1%}; "
-                f"share of a core per thread before/after {efficiency}; {load})")
+                f"share of a core per thread before/after {share}; {load})")
 
     def to_dict(self) -> dict:
         return {"stable": self.stable, "label": self.label, "reasons": self.reasons, "rounds": self.rounds, "seconds": round(self.seconds, 1),
@@ -169,9 +165,9 @@ def judge(rounds: dict[str, list[float]], reference: str | None, tail: dict[str,
     if stalled:
         reasons.append("p90/p50 above " + f"{TAIL_LIMIT:g}: " + ", ".join(f"{name} {value:.2f}" for name, value in stalled.items()))
     for label, state in (("before", before), ("after", after)):
-        if state.calibration.efficiency < MIN_EFFICIENCY:
+        if state.calibration.cpu_share < MIN_CPU_SHARE:
             reasons.append(f"cores busy {label} the timing ({state.calibration.processes} copies of a CPU loop got "
-                           f"{state.calibration.efficiency:.0%} of a core each)")
+                           f"{state.calibration.cpu_share:.0%} of a core each)")
     return NoiseVerdict(not reasons, reasons, len(next(iter(rounds.values()))), seconds, spreads, tail, before, after,
                         unsettled=unsettled)
 

@@ -17,7 +17,7 @@ import numpy as np
 from .backends import TensorSpec
 from .coreml import CHECKER_LABEL, MACOS_LABEL, MilExecutor
 from .errors import EdgeskinError
-from .mlpackage import CoreMLPackage, read_package
+from .mlpackage import CoreMLPackage, read_functions
 from .stages import COREML_NAMES
 
 _EDGESKIN_NAMES = {coreml: ours for ours, coreml in COREML_NAMES.items()}
@@ -34,7 +34,7 @@ class CoreMLStagesBackend:
 
     def __init__(self, path: Path, functions: tuple[str, ...], threads: int | None = None, prefer_checker: bool = False) -> None:
         self.path, self.threads = path, threads or 1
-        self.packages = {name: read_package(path, name) for name in functions}
+        self.packages = read_functions(path, list(functions))
         self._signatures = {name: self._described(package) for name, package in self.packages.items()}
         first = next(iter(self.packages.values()))
         (image, info), = first.program.inputs.items()

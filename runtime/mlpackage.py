@@ -261,8 +261,9 @@ def _function_descriptions(description: pw.Fields, source) -> dict[str, pw.Field
     return {pw.text(f, 1): f for f in pw.messages(description, 20, source)}
 
 
-def read_package(package: str | Path, function: str | None = None) -> CoreMLPackage:
-    """The package's main function, or in a multifunction package the one named (default: its default function)."""
+def read_functions(package: str | Path, functions: list[str] | None = None, default: bool = False) -> dict[str, CoreMLPackage]:
+    """Functions of a package by name, parsed once with one weight reader: main, or in a
+    multifunction package the ones named (none named: every function; default=True: its default one)."""
     package = Path(package)
     model, path = _parsed_model(package)
     description = pw.message(model, 2, path)
@@ -270,18 +271,28 @@ def read_package(package: str | Path, function: str | None = None) -> CoreMLPack
         raise EdgeskinError.about(package, "is not an ML Program (neural-network .mlmodel formats are not supported)")
     blobs = _BlobReader(path.parent, package)
     described = _function_descriptions(description, path)
-    if described:  # FunctionDescription: input 2, output 3, predictedProbabilitiesName 5
-        function = function or pw.text(description, 21)
-        if function not in described:
-            raise EdgeskinError.about(package, f"has no function {function!r} (it has: {', '.join(described)})")
-        fields, numbers = described[function], (2, 3, 5)
-    elif function not in (None, "main"):
-        raise EdgeskinError.about(package, f"has one function, main; asked for {function!r}")
-    else:
-        function, fields, numbers = "main", description, (1, 10, 12)
-    program = _program(pw.message(model, 502, path), blobs, package, function)
-    return CoreMLPackage(package, _features(fields.get(numbers[0], []), path), _features(fields.get(numbers[1], []), path),
-                         pw.text(fields, numbers[2]), program, tuple(described), function)
+    if not described and any(f != "main" for f in functions or []):
+        raise EdgeskinError.about(package, f"has one function, main; asked for {', '.join(functions)}")
+    if default:
+        functions = [pw.text(description, 21)] if described else ["main"]
+    found = {}
+    for function in functions or list(described) or ["main"]:
+        if described:  # FunctionDescription: input 2, output 3, predictedProbabilitiesName 5
+            if function not in described:
+                raise EdgeskinError.about(package, f"has no function {function!r} (it has: {', '.join(described)})")
+            fields, numbers = described[function], (2, 3, 5)
+        else:
+            fields, numbers = description, (1, 10, 12)
+        program = _program(pw.message(model, 502, path), blobs, package, function)
+        found[function] = CoreMLPackage(package, _features(fields.get(numbers[0], []), path), _features(fields.get(numbers[1], []), path),
+                                        pw.text(fields, numbers[2]), program, tuple(described), function)
+    return found
+
+
+def read_package(package: str | Path, function: str | None = None) -> CoreMLPackage:
+    """The package's main function, or in a multifunction package the one named (default: its default function)."""
+    (found,) = read_functions(package, [function] if function else None, default=function is None).values()
+    return found
 
 
 def package_functions(package: str | Path) -> tuple[str, ...]:

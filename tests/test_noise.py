@@ -65,7 +65,7 @@ def test_a_competing_cpu_bound_process_is_caught(tiny_tflite, sample_pixels):
     threads = min(2, cores)
     spinning = _competitors(cores)
     try:
-        assert calibrate(max(threads, 2)).efficiency < 0.8
+        assert calibrate(max(threads, 2)).cpu_share < 0.8
         base, (row,), noise, _ = benchmark([tiny_tflite], (DEMO_STUDENT, None), sample_pixels[:2], threads, 10, budget_seconds=3)
     finally:
         for process in spinning:
