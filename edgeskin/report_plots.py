@@ -3,8 +3,8 @@
   (artifact minus reference) with every changed cell outlined;
 - flipped-<file>.png: which images flipped? Thumbnails with both labels and probabilities;
 - divergence-<file>.png: where does the error start? Relative error per block on a log axis;
-- accuracy-latency.png: what does each file cost? Numbered points, the legend says which is which
-  (labels beside close points overlap); written only when latency was measured.
+- accuracy-latency.png: what does each file cost? Numbered points on a log latency axis, one label
+  per cluster of close points, the legend says which is which; written only when latency was measured.
 """
 
 from __future__ import annotations
@@ -102,36 +102,61 @@ def plot_divergence(check, path: Path) -> None:
     plt.close(figure)
 
 
+def _label_groups(axis, points: list[tuple[float, float]], radius_px: float = 14.0) -> list[list[int]]:
+    """Point indices grouped when their markers' centres are within `radius_px` on screen, so one
+    label ("1, 2, 7") stands beside a cluster instead of numbers drawn over each other."""
+    screen = axis.transData.transform(np.asarray(points, dtype=float))
+    groups: list[list[int]] = []
+    for index, xy in enumerate(screen):
+        home = next((g for g in groups if np.hypot(*(screen[g[0]] - xy)) <= radius_px), None)
+        if home is None:
+            groups.append([index])
+        else:
+            home.append(index)
+    return groups
+
+
 def plot_accuracy_latency(run, path: Path, mark, caveat: bool) -> None:
-    """BMA vs p50 latency, one numbered point per artifact (marker area ~ file size), the reference a star."""
+    """BMA vs p50 latency on a log axis (files differ by 100x), one numbered point per artifact
+    (marker area ~ file size), the reference a star; each row's ratio carries its own noise verdict."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    from edgeskin.noise import ratio_text
 
     figure, axis = plt.subplots(figsize=(10, 5.2), constrained_layout=True)
     sizes = [c.bytes / 1e6 for c in run.checks]
     scale = 800 / max(sizes) if sizes else 1.0
     stable = run.noise is None or run.noise.stable
+    points = [(c.latency.p50_ms, c.parity.artifact_bma) for c in run.checks]
     for n, (check, size) in enumerate(zip(run.checks, sizes, strict=True), 1):
         color = "tab:green" if check.parity.passed else "tab:red"
         ratio = check.latency.ratio_to_reference
         label = (f"{n}: {check.target} {check.recipe}{mark(check.runtime)}, {size:.1f} MB"
-                 + (f", {ratio:.2f}x" + ("" if stable else " (unstable)") if ratio else ""))
-        axis.scatter(check.latency.p50_ms, check.parity.artifact_bma, s=max(30.0, size * scale), alpha=0.5, color=color,
-                     edgecolors="black", label=label)
-        axis.annotate(str(n), (check.latency.p50_ms, check.parity.artifact_bma), ha="center", va="center", fontsize=9, weight="bold")
+                 + (f", {ratio_text(ratio, check.latency.ratio_stable)}" if ratio else ""))
+        axis.scatter(*points[n - 1], s=max(30.0, size * scale), alpha=0.5, color=color, edgecolors="black", label=label)
     if run.reference_latency and run.checks:
         axis.scatter(run.reference_latency.p50_ms, run.checks[0].parity.reference_bma, marker="*", s=250, color="tab:blue",
                      label="PyTorch reference")
-    latencies = [c.latency.p50_ms for c in run.checks] + ([run.reference_latency.p50_ms] if run.reference_latency else [])
-    axis.set_xlim(0, 1.2 * max(latencies))
+    latencies = [x for x, _ in points] + ([run.reference_latency.p50_ms] if run.reference_latency else [])
+    axis.set_xscale("log")
+    axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 20, not 2x10^1
+    axis.set_xlim(min(latencies) / 1.6, max(latencies) * 1.6)
     axis.margins(y=0.3)
+    figure.canvas.draw()  # the limits are final: screen distances below are the printed ones
+    for group in _label_groups(axis, points):
+        axis.annotate(", ".join(str(i + 1) for i in group), points[group[0]], xytext=(9, 9), textcoords="offset points",
+                      fontsize=9, weight="bold", arrowprops={"arrowstyle": "-", "lw": 0.6})
     axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, markerscale=0.4, frameon=False)
-    axis.set_xlabel(f"p50 latency, ms (batch 1, {run.checks[0].latency.threads} threads)")
+    threads = run.checks[0].latency.threads
+    axis.set_xlabel(f"p50 latency, ms, log scale (batch 1, {threads} thread{'s' if threads != 1 else ''})")
     axis.set_ylabel("BMA")
     axis.ticklabel_format(axis="y", useOffset=False)
     notes = ["marker area ~ file size; red = fails its gate"] + (["* numpy checker time, not Core ML's"] if caveat else [])
     if not stable:
         notes.append("latency UNSTABLE: " + "; ".join(run.noise.reasons)[:120])
     axis.set_title(f"Accuracy vs latency on {run.dataset}\n" + "; ".join(notes), fontsize=9, color="black" if stable else "tab:red")
-    axis.grid(alpha=0.3)
+    axis.grid(alpha=0.3, which="both")
     figure.savefig(path, dpi=110)
     plt.close(figure)
