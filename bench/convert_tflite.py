@@ -4,9 +4,10 @@ Same machine, same 8 real inputs, same thread count for every row; every backend
 and both routes' files) in its own process, timed in interleaved rounds by edgeskin.benchmark (the
 code behind `edgeskin bench`); median of N timed runs after warm-up. Agreement and max|dlogit| are
 the conversion verdict's, on the verdict images (the default image rule: ../shared's val split when
-it is beside the checkout). Models: the bundled demo student, and skindistilvit-b6 (the paper's
-student size) with seeded weights. The onnx2tf route needs its environment (`make install-onnx2tf`).
-Usage: python bench/convert_tflite.py [--models demo,b6] [--routes litert,onnx2tf] [--runs 50] [--threads 2]
+it is beside the checkout). Models: the bundled demo student, a registry size such as b6 (the paper's
+student) with seeded weights, or a checkpoint file (a trained b6, your own model). The onnx2tf route
+needs its environment (`make install-onnx2tf`).
+Usage: python bench/convert_tflite.py [--models demo,b6,runs/b6/best.safetensors] [--routes litert,onnx2tf] [--runs 50]
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ from edgeskin.noise import ratio_text
 
 
 def checkpoint_for(name: str, folder: Path) -> Path:
+    """The demo, a checkpoint file as given, or seeded weights of a registry size (latency does not
+    depend on the weights; the quantized rows' verdicts do, so trained weights are better)."""
     if name == "demo":
         return DEMO_CHECKPOINT
+    if Path(name).is_file():
+        return Path(name)
     torch.manual_seed(0)
     model = seeded_weights(build_model(config_for(f"skindistilvit-{name}")), seed=0)
     return save_checkpoint(model, folder / f"{name}.safetensors", {"note": "seeded weights for benchmarking"})
@@ -50,7 +55,7 @@ def bench_model(name: str, args, folder: Path) -> list[dict]:
     converted = []
     for route in args.routes.split(","):
         request = ConvertRequest(loaded=loaded, recipes=recipes_for("tflite", args.recipes, route),
-                                 out=folder / f"dist-{name}-{route}", verdict_data=args.data, route=route)
+                                 out=folder / f"dist-{Path(name).stem}-{route}", verdict_data=args.data, route=route)
         print(f"[{name}] {ROUTE_LABELS[route]}: converting {loaded.config.arch} ...", file=sys.stderr, flush=True)
         _, manifest, checks = convert(request, report=report)
         converted += list(zip(checks, manifest.artifacts, strict=True))
@@ -80,7 +85,7 @@ def _peak(latency) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="demo,b6", help="demo and/or registry widths+depths like b6, ti12")
+    parser.add_argument("--models", default="demo,b6", help="demo, registry widths+depths like b6, ti12 (seeded weights), or checkpoint files")
     parser.add_argument("--routes", default="litert,onnx2tf", help="TFLite routes: litert and/or onnx2tf")
     parser.add_argument("--recipes", default="fp32,fp16,dynamic,int8-mixed")
     parser.add_argument("--runs", type=int, default=50)

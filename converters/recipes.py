@@ -81,7 +81,7 @@ RECIPES: dict[str, Recipe] = {
                "fails its gate; built only when asked for)",
                Gate(min_agreement=0.97, max_bma_loss=0.01), needs_calibration=True,
                tflite=TensorTypes("int8", "int8", "int8", "int8"), routes=ROUTES, compute="int8"),
-        Recipe("w8a16", ("tflite",), "int8 weights, int16 activations (LayerNorm's squared difference stays float), for int16-capable accelerators (NPUs, "
+        Recipe("w8a16", ("tflite",), "int8 weights, int16 activations (LayerNorm's squared difference and rsqrt stay float), for int16-capable accelerators (NPUs, "
                "DSPs); CPUs run it on reference kernels, tens of times slower than fp32; built only when asked for",
                Gate(min_agreement=0.97, max_bma_loss=0.01), needs_calibration=True,
                tflite=TensorTypes("int8", "int16", "int16", "int16"), routes=("litert",), compute="int16"),

@@ -27,6 +27,7 @@ class FileTensorTypes:
     other_activations: frozenset[str]
     io: frozenset[str]
     op_counts: dict[str, int]
+    input_types: dict[str, frozenset[str]]  # per op type: the types of its first input (float32 = the op runs float)
 
 
 def _read(tflite: bytes):
@@ -56,15 +57,17 @@ def tensor_types(tflite: bytes) -> FileTensorTypes:
         return kind(index)
 
     names = [flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) for op in graph.operators]
-    weights, activations, others = set(), set(), set()
+    weights, activations, others, inputs = set(), set(), set(), {}
     for name, op in zip(names, graph.operators, strict=True):
+        inputs.setdefault(name, set()).add(kind(int(op.inputs[0])))
         if name in LINEAR_OPS:
             activations.add(kind(int(op.inputs[0])))
             weights.add(weight_kind(int(op.inputs[1])))
         elif name in OTHER_OPS:
             others.add(kind(int(op.inputs[0])))
     io = {kind(int(i)) for i in list(graph.inputs) + list(graph.outputs)}
-    return FileTensorTypes(frozenset(weights), frozenset(activations), frozenset(others), frozenset(io), dict(Counter(names)))
+    return FileTensorTypes(frozenset(weights), frozenset(activations), frozenset(others), frozenset(io), dict(Counter(names)),
+                           {name: frozenset(kinds) for name, kinds in inputs.items()})
 
 
 def op_types(tflite: bytes) -> set[str]:

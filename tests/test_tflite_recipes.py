@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from edgeskin.converters.litert_route import QUANTIZER_RECIPES
 from edgeskin.converters.recipes import RECIPES, recipes_for
 from edgeskin.converters.tflite import tensor_types
 from edgeskin.progress import stage
@@ -28,6 +29,8 @@ def test_file_tensor_types_match_the_recipe(converted, recipe):
     assert found.io == {declared.io}, found
     assert declared.describe() in art["description"]
     assert found.op_counts.get("FULLY_CONNECTED", 0) > 0 and found.op_counts.get("CONV_2D", 0) == 1
+    for op in QUANTIZER_RECIPES[recipe].float_ops if recipe in QUANTIZER_RECIPES else ():
+        assert found.input_types[op] == {"float32"}, (op, found.input_types[op])  # kept float inside an integer recipe
 
 
 def test_every_tflite_recipe_is_in_the_demo_conversion(converted):
