@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from edgeskin.benchmark import peak_text
 from edgeskin.checkpoint import save_checkpoint
 from edgeskin.converters.pipeline import ConvertRequest, convert
 from edgeskin.converters.recipes import ROUTE_LABELS, recipes_for
@@ -79,10 +80,6 @@ def _cell(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _peak(latency) -> str:
-    return f"{latency.peak_fraction:.1%} {latency.compute}" if latency.peak_fraction else "-"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="demo,b6", help="demo, registry widths+depths like b6, ti12 (seeded weights), or checkpoint files")
@@ -103,7 +100,7 @@ def main() -> None:
     for r in rows:
         print(f"| {r['model']} | {r['route']} | {r['recipe']} | {_cell(r['convert_s'], '.1f')} | {_cell(r['mb'], '.2f')} | "
               f"{_cell(r['agreement'], '.1%')} | {_cell(r['dlogit'], '.2g')} | {r['p50_ms']:.2f} | {ratio_text(r['ratio'], r['stable'])} | "
-              f"{r['tail']:.2f} | {_cell(r['latency'].gflops_per_s, '.0f')} | {_peak(r['latency'])} | {r.get('verdict', '-')} |")
+              f"{r['tail']:.2f} | {_cell(r['latency'].gflops_per_s, '.0f')} | {peak_text(r['latency'], r['noise'])} | {r.get('verdict', '-')} |")
     print("convert s: a quantized file's time includes the float conversion it starts from (onnx2tf: fp32, fp16 and "
           "dynamic come from one run). p90/p50: the spread of each backend's timed runs.")
     for row in [r for r in rows if "peak" in r]:  # one per model: its timing run's verdict and the CPU's peak

@@ -229,6 +229,15 @@ def latency_mark(backend: str) -> str:
     return "*" if backend.startswith(CHECKER_LABEL) else ""
 
 
+def peak_text(result: LatencyResult, noise) -> str:
+    """A row's share of the CPU's peak as tables print it: flagged when that row's own timing or the
+    machine was unsteady (a peak measured on busy cores is low, and shares above 100% follow)."""
+    if not result.peak_fraction:
+        return "-"
+    share = f"{result.peak_fraction:.1%} {result.compute}"
+    return share if noise.stable_for(result.name, None) else f"{share} (unstable)"
+
+
 def latency_caveat(backends: list[str]) -> str | None:
     """The footnote for latencies marked by latency_mark, when a table has any."""
     from edgeskin.runtime.coreml import CHECKER_LABEL

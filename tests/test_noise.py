@@ -52,6 +52,22 @@ def test_the_verdict_names_each_reason_and_ratios_are_never_plain_when_unstable(
     assert TOLERANCE == 0.05
 
 
+def test_a_share_of_peak_is_flagged_when_its_timing_or_the_machine_was_unsteady():
+    from edgeskin.benchmark import LatencyResult, peak_text
+
+    def row(name: str, fraction: float | None) -> LatencyResult:
+        return LatencyResult(name, "litert", 2, 50, 0.1, 0.1, 5.0, 5.0, 5.2, 5.4, 5.1, 196.0, 80.0, gflop=1.28,
+                             compute="int8", peak_fraction=fraction)
+
+    calm = judge({"ref": [10.0] * WINDOW, "a": [5.0] * WINDOW, "b": [5.0, 9.0, 5.0, 5.0, 5.0]}, "ref", {"ref": 1.1, "a": 1.1, "b": 1.1},
+                 QUIET, QUIET, 1.0)
+    assert peak_text(row("a", 0.176), calm) == "17.6% int8" and peak_text(row("a", None), calm) == "-"
+    assert peak_text(row("b", 0.176), calm) == "17.6% int8 (unstable)"  # its own rounds moved
+    busy = judge({"ref": [10.0] * WINDOW, "a": [5.0] * WINDOW}, "ref", {"ref": 1.1, "a": 1.1}, MachineState(1.9, Calibration(36.0, 0.6, 2)),
+                 QUIET, 1.0)
+    assert peak_text(row("a", 1.224), busy) == "122.4% int8 (unstable)"  # a peak measured on busy cores is low
+
+
 def _competitors(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(count)]
 

@@ -92,7 +92,7 @@ def cmd_parity(args) -> int:
 
 def cmd_bench(args) -> int:
     from edgeskin.bench_check import BenchRequest, run_bench
-    from edgeskin.benchmark import latency_caveat, latency_mark
+    from edgeskin.benchmark import latency_caveat, latency_mark, peak_text
     from edgeskin.noise import ratio_text
 
     request = BenchRequest(args.artifacts, reference=args.reference, data=args.data, split=args.split, images=args.images,
@@ -110,7 +110,7 @@ def cmd_bench(args) -> int:
         rows.append([r.name, r.backend, f"{r.import_seconds + r.load_seconds:.3f}", f"{r.first_inference_ms:.1f}",
                      f"{r.p50_ms:.2f}{latency_mark(r.backend)}", f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.throughput_per_s:.1f}",
                      f"{r.peak_rss_mb:.0f}", f"{r.gflop:.2f}" if r.gflop else "-", f"{r.gflops_per_s:.0f}" if r.gflop else "-",
-                     f"{r.peak_fraction:.1%} {r.compute}" if r.peak_fraction else "-", ratio])
+                     peak_text(r, run.noise), ratio])
     print_rows(rows)
     caveat = latency_caveat([r.backend for r in results])
     if caveat:
