@@ -229,7 +229,7 @@ def latency_mark(backend: str) -> str:
     return "*" if backend.startswith(CHECKER_LABEL) else ""
 
 
-def peak_text(result: LatencyResult, noise) -> str:
+def peak_text(result: LatencyResult, noise: NoiseVerdict) -> str:
     """A row's share of the CPU's peak as tables print it: flagged when that row's own timing or the
     machine was unsteady (a peak measured on busy cores is low, and shares above 100% follow)."""
     if not result.peak_fraction:
