@@ -120,7 +120,7 @@ def plot_accuracy_latency(run, path: Path, mark, caveat: bool) -> None:
     """BMA vs p50 latency on a log axis (files differ by 100x), one numbered point per artifact
     (marker area ~ file size), the reference a star; each row's ratio carries its own noise verdict."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from edgeskin.noise import ratio_text
 
@@ -142,6 +142,7 @@ def plot_accuracy_latency(run, path: Path, mark, caveat: bool) -> None:
     axis.set_xscale("log")
     axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 20, not 2x10^1
+    axis.xaxis.set_minor_formatter(NullFormatter())  # under a decade matplotlib labels minor ticks "3x10^0"
     axis.set_xlim(min(latencies) / 1.6, max(latencies) * 1.6)
     axis.margins(y=0.3)
     figure.canvas.draw()  # the limits are final: screen distances below are the printed ones
