@@ -275,6 +275,7 @@ def read_functions(package: str | Path, functions: list[str] | None = None, defa
         raise EdgeskinError.about(package, f"has one function, main; asked for {', '.join(functions)}")
     if default:
         functions = [pw.text(description, 21)] if described else ["main"]
+    programs = pw.message(model, 502, path)
     found = {}
     for function in functions or list(described) or ["main"]:
         if described:  # FunctionDescription: input 2, output 3, predictedProbabilitiesName 5
@@ -283,7 +284,7 @@ def read_functions(package: str | Path, functions: list[str] | None = None, defa
             fields, numbers = described[function], (2, 3, 5)
         else:
             fields, numbers = description, (1, 10, 12)
-        program = _program(pw.message(model, 502, path), blobs, package, function)
+        program = _program(programs, blobs, package, function)
         found[function] = CoreMLPackage(package, _features(fields.get(numbers[0], []), path), _features(fields.get(numbers[1], []), path),
                                         pw.text(fields, numbers[2]), program, tuple(described), function)
     return found
